@@ -1,0 +1,1 @@
+"""Cloud MarketData: collectors, storage and analytics for crypto market data over gRPC."""

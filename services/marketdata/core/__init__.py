@@ -1,0 +1,1 @@
+"""Shared core: configuration, instruments, telemetry, gRPC plumbing and (later) the analytics math."""

@@ -1,0 +1,116 @@
+from marketdata.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FeedState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEED_STATE_UNSPECIFIED: _ClassVar[FeedState]
+    FEED_STATE_CONNECTING: _ClassVar[FeedState]
+    FEED_STATE_CONNECTED: _ClassVar[FeedState]
+    FEED_STATE_RECONNECTING: _ClassVar[FeedState]
+    FEED_STATE_STOPPED: _ClassVar[FeedState]
+FEED_STATE_UNSPECIFIED: FeedState
+FEED_STATE_CONNECTING: FeedState
+FEED_STATE_CONNECTED: FeedState
+FEED_STATE_RECONNECTING: FeedState
+FEED_STATE_STOPPED: FeedState
+
+class StreamTradesRequest(_message.Message):
+    __slots__ = ("instruments",)
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ...) -> None: ...
+
+class StreamTradesResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: _common_pb2.TradeBatch
+    def __init__(self, batch: _Optional[_Union[_common_pb2.TradeBatch, _Mapping]] = ...) -> None: ...
+
+class GetFeedStatusRequest(_message.Message):
+    __slots__ = ("feeds",)
+    FEEDS_FIELD_NUMBER: _ClassVar[int]
+    feeds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, feeds: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetFeedStatusResponse(_message.Message):
+    __slots__ = ("feeds",)
+    FEEDS_FIELD_NUMBER: _ClassVar[int]
+    feeds: _containers.RepeatedCompositeFieldContainer[FeedStatus]
+    def __init__(self, feeds: _Optional[_Iterable[_Union[FeedStatus, _Mapping]]] = ...) -> None: ...
+
+class FeedStatus(_message.Message):
+    __slots__ = ("feed", "exchange", "market", "state", "connections", "last_message_age_ms", "messages", "bytes", "trades", "parse_errors", "reconnects", "rotations", "gaps_detected", "gaps_repaired", "gaps_unrepaired", "duplicates", "backfilled_trades", "last_error", "instruments", "recent_gaps")
+    FEED_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_FIELD_NUMBER: _ClassVar[int]
+    MARKET_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_MESSAGE_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    PARSE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    RECONNECTS_FIELD_NUMBER: _ClassVar[int]
+    ROTATIONS_FIELD_NUMBER: _ClassVar[int]
+    GAPS_DETECTED_FIELD_NUMBER: _ClassVar[int]
+    GAPS_REPAIRED_FIELD_NUMBER: _ClassVar[int]
+    GAPS_UNREPAIRED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    BACKFILLED_TRADES_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_GAPS_FIELD_NUMBER: _ClassVar[int]
+    feed: str
+    exchange: _common_pb2.Exchange
+    market: _common_pb2.Market
+    state: FeedState
+    connections: int
+    last_message_age_ms: int
+    messages: int
+    bytes: int
+    trades: int
+    parse_errors: int
+    reconnects: int
+    rotations: int
+    gaps_detected: int
+    gaps_repaired: int
+    gaps_unrepaired: int
+    duplicates: int
+    backfilled_trades: int
+    last_error: str
+    instruments: _containers.RepeatedCompositeFieldContainer[InstrumentStatus]
+    recent_gaps: _containers.RepeatedCompositeFieldContainer[_common_pb2.TradeGap]
+    def __init__(self, feed: _Optional[str] = ..., exchange: _Optional[_Union[_common_pb2.Exchange, str]] = ..., market: _Optional[_Union[_common_pb2.Market, str]] = ..., state: _Optional[_Union[FeedState, str]] = ..., connections: _Optional[int] = ..., last_message_age_ms: _Optional[int] = ..., messages: _Optional[int] = ..., bytes: _Optional[int] = ..., trades: _Optional[int] = ..., parse_errors: _Optional[int] = ..., reconnects: _Optional[int] = ..., rotations: _Optional[int] = ..., gaps_detected: _Optional[int] = ..., gaps_repaired: _Optional[int] = ..., gaps_unrepaired: _Optional[int] = ..., duplicates: _Optional[int] = ..., backfilled_trades: _Optional[int] = ..., last_error: _Optional[str] = ..., instruments: _Optional[_Iterable[_Union[InstrumentStatus, _Mapping]]] = ..., recent_gaps: _Optional[_Iterable[_Union[_common_pb2.TradeGap, _Mapping]]] = ...) -> None: ...
+
+class InstrumentStatus(_message.Message):
+    __slots__ = ("instrument", "trades", "last_trade_age_ms", "last_trade_id", "last_exchange_time_ms", "repairing")
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRADE_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_EXCHANGE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    REPAIRING_FIELD_NUMBER: _ClassVar[int]
+    instrument: _common_pb2.Instrument
+    trades: int
+    last_trade_age_ms: int
+    last_trade_id: str
+    last_exchange_time_ms: int
+    repairing: bool
+    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., trades: _Optional[int] = ..., last_trade_age_ms: _Optional[int] = ..., last_trade_id: _Optional[str] = ..., last_exchange_time_ms: _Optional[int] = ..., repairing: _Optional[bool] = ...) -> None: ...
+
+class ListInstrumentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListInstrumentsResponse(_message.Message):
+    __slots__ = ("instruments",)
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ...) -> None: ...
