@@ -1,0 +1,173 @@
+"""Bybit v5 spot and linear: endpoints, subscribe/ping messages, publicTrade frames, recent-trade REST.
+
+Protocol facts (shared/reference/collectors.md §3c):
+- `/v5/public/spot` and `/v5/public/linear`; subscribe with {"op":"subscribe","args":[...]}, spot at
+  most 10 args per request (re-subscriptions after a reconnect too);
+- the client keeps the connection alive with {"op":"ping"} every 20 s;
+- publicTrade `S` is the taker side; one push may carry up to 1024 trades and be split into
+  several messages with the same `seq`; ids are UUIDs on linear, so gaps cannot be seen from ids;
+- `/v5/market/recent-trade` returns only the last 60 (spot) or 1000 (linear) trades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from marketdata.collector.frames import (
+    IGNORED,
+    PONG,
+    Frame,
+    FrameError,
+    FrameKind,
+    Trade,
+    decimal_text,
+    integer,
+)
+from marketdata.core.instruments import InstrumentId, MarketKey
+from marketdata.v1 import common_pb2
+
+WEBSOCKET = common_pb2.TRADE_SOURCE_WEBSOCKET
+REST_BACKFILL = common_pb2.TRADE_SOURCE_REST_BACKFILL
+_SIDES = {"Buy": common_pb2.SIDE_BUY, "Sell": common_pb2.SIDE_SELL}
+
+SPOT_ARGS_PER_REQUEST = 10
+# Linear has no documented args limit, but one request per 10 topics keeps acks small and failures
+# local; the connection itself carries up to this many instruments.
+MAX_TOPICS_PER_CONNECTION = 100
+TOPIC_PREFIX = "publicTrade."
+
+
+def category(market: MarketKey) -> str:
+    return "spot" if market == MarketKey.BYBIT_SPOT else "linear"
+
+
+def stream_url(market: MarketKey, ws_base: str) -> str:
+    return f"{ws_base}/v5/public/{category(market)}"
+
+
+def subscribe_requests(instruments: Sequence[InstrumentId], first_req_id: int) -> list[str]:
+    """Subscribe requests of at most SPOT_ARGS_PER_REQUEST topics each (the spot limit)."""
+    requests = []
+    topics = [TOPIC_PREFIX + i.symbol for i in instruments]
+    for n, start in enumerate(range(0, len(topics), SPOT_ARGS_PER_REQUEST)):
+        chunk = topics[start : start + SPOT_ARGS_PER_REQUEST]
+        requests.append(
+            orjson.dumps({"req_id": f"sub-{first_req_id + n}", "op": "subscribe", "args": chunk}).decode()
+        )
+    return requests
+
+
+def ping_request(req_id: int) -> str:
+    return f'{{"req_id":"ping-{req_id}","op":"ping"}}'
+
+
+class BybitFrameParser:
+    """Parses frames of one connection; `instruments` maps the exchange symbol to our id."""
+
+    def __init__(self, market: MarketKey, instruments: Mapping[str, InstrumentId]) -> None:
+        self._market = market
+        self._by_topic = {TOPIC_PREFIX + symbol: i for symbol, i in instruments.items()}
+
+    def parse(self, text: str | bytes, receive_ns: int) -> Frame:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise FrameError(f"not JSON: {exc}") from None
+        if type(message) is not dict:
+            raise FrameError("frame is not a JSON object")
+        topic = message.get("topic")
+        if topic is not None:
+            instrument = self._by_topic.get(topic)
+            if instrument is None:
+                return IGNORED
+            return Frame(FrameKind.TRADES, instrument, self._trades(message, receive_ns))
+        op = message.get("op")
+        if op in ("ping", "pong"):
+            return PONG
+        if op == "subscribe":
+            if message.get("success") is True:
+                return Frame(FrameKind.SUBSCRIBED)
+            return Frame(FrameKind.REJECTED, detail=str(message.get("ret_msg", "subscribe refused")))
+        return IGNORED
+
+    def _trades(self, message: dict[str, Any], receive_ns: int) -> list[common_pb2.Trade]:
+        rows = message.get("data")
+        if type(rows) is not list:
+            raise FrameError("publicTrade `data` is not a list")
+        event_ms = message.get("ts", 0)
+        if type(event_ms) is not int:
+            raise FrameError(f"ts is not an integer: {event_ms!r}")
+        trades = []
+        for row in rows:
+            if type(row) is not dict:
+                raise FrameError("publicTrade row is not an object")
+            try:
+                side = _SIDES.get(row["S"])
+                if side is None:
+                    raise FrameError(f"S is not Buy or Sell: {row['S']!r}")
+                trade_id = row["i"]
+                if type(trade_id) is not str or not trade_id:
+                    raise FrameError(f"i is not a trade id: {trade_id!r}")
+                trades.append(
+                    Trade(
+                        trade_id=trade_id,
+                        price=decimal_text(row["p"], "p"),
+                        size=decimal_text(row["v"], "v"),
+                        side=side,
+                        exchange_time_ms=integer(row["T"], "T"),
+                        receive_time_ns=receive_ns,
+                        event_time_ms=event_ms,
+                        source=WEBSOCKET,
+                        block_trade=row.get("BT") is True,
+                        rpi=row.get("RPI") is True,
+                        cross_sequence=integer(row.get("seq", 0), "seq"),
+                        tick_direction=row.get("L", "") or "",
+                    )
+                )
+            except KeyError as exc:
+                raise FrameError(f"publicTrade row lacks field {exc.args[0]}") from None
+        return trades
+
+
+def recent_trades_limit(market: MarketKey) -> int:
+    return 60 if market == MarketKey.BYBIT_SPOT else 1000
+
+
+def parse_recent_trades(body: object, receive_ns: int) -> list[common_pb2.Trade]:
+    """`/v5/market/recent-trade` rows as Trades, oldest first; FrameError on an error answer."""
+    if not isinstance(body, dict):
+        raise FrameError("recent-trade response is not an object")
+    if body.get("retCode") != 0:
+        raise FrameError(f"recent-trade refused: retCode {body.get('retCode')} {body.get('retMsg')}")
+    rows = (body.get("result") or {}).get("list")
+    if not isinstance(rows, list):
+        raise FrameError("recent-trade response has no result.list")
+    trades = []
+    for row in rows:
+        if not isinstance(row, dict):
+            raise FrameError("recent-trade row is not an object")
+        try:
+            side = _SIDES.get(row["side"])
+            if side is None:
+                raise FrameError(f"side is not Buy or Sell: {row['side']!r}")
+            trades.append(
+                Trade(
+                    trade_id=str(row["execId"]),
+                    price=decimal_text(row["price"], "price"),
+                    size=decimal_text(row["size"], "size"),
+                    side=side,
+                    exchange_time_ms=integer(row["time"], "time"),
+                    receive_time_ns=receive_ns,
+                    source=REST_BACKFILL,
+                    block_trade=row.get("isBlockTrade") is True,
+                    rpi=row.get("isRPITrade") is True,
+                    cross_sequence=integer(row.get("seq", 0) or 0, "seq"),
+                )
+            )
+        except KeyError as exc:
+            raise FrameError(f"recent-trade row lacks field {exc.args[0]}") from None
+    trades.sort(key=lambda t: (t.exchange_time_ms, t.cross_sequence))
+    return trades

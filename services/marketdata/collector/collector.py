@@ -1,0 +1,118 @@
+"""The collector's engine: feeds per market -> per-instrument sequencers -> the trade bus.
+
+No gRPC here (see service.py): this is what `marketdata record` and the tests drive directly too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from marketdata.collector import bybit
+from marketdata.collector.bus import TradeBus
+from marketdata.collector.connection import RawSink
+from marketdata.collector.feed import Feed
+from marketdata.collector.rest import ExchangeRest
+from marketdata.collector.sequencer import (
+    ConsecutiveIdSequencer,
+    ReconnectWindowSequencer,
+    Sequencer,
+)
+from marketdata.collector.stats import FeedStats, FeedStatsExporter
+from marketdata.core.config import Settings
+from marketdata.core.instruments import InstrumentId, MarketKey
+from marketdata.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+
+class Collector:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry,
+        raw_sink: dict[MarketKey, RawSink] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instruments: tuple[InstrumentId, ...] = settings.instruments
+        self.bus = TradeBus(registry, settings.batch_max_trades, settings.subscriber_queue_batches)
+        self.markets = [m for m in MarketKey if settings.instruments_of(m)]
+        self.stats = {m: FeedStats(m) for m in self.markets}
+        for instrument in self.instruments:
+            self.stats[instrument.market].instrument(instrument)
+        registry.register(FeedStatsExporter(self.stats.values()))
+        self._raw_sink = raw_sink or {}
+        self._sequencers: dict[InstrumentId, Sequencer] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        rest = ExchangeRest(self._session, self.settings)
+        for instrument in self.instruments:
+            self._sequencers[instrument] = self._sequencer(instrument, rest)
+        feeds = [
+            Feed(
+                market,
+                self.settings.instruments_of(market),
+                self.settings,
+                self._session,
+                self.stats[market],
+                self._on_trades,
+                self._on_connected,
+                self._raw_sink.get(market),
+            )
+            for market in self.markets
+        ]
+        self._task = asyncio.create_task(self._run(feeds), name="collector")
+        log.info(
+            "collector started",
+            extra={"instruments": [i.key for i in self.instruments], "markets": [m.value for m in self.markets]},
+        )
+
+    async def _run(self, feeds: Sequence[Feed]) -> None:
+        async with asyncio.TaskGroup() as group:
+            for feed in feeds:
+                group.create_task(feed.run(), name=f"feed-{feed.market.value}")
+
+    def _sequencer(self, instrument: InstrumentId, rest: ExchangeRest) -> Sequencer:
+        stats = self.stats[instrument.market]
+        if instrument.market.is_binance:
+
+            async def from_id(start: int, count: int) -> list[tuple[int, common_pb2.Trade]]:
+                return await rest.binance_trades_from(instrument, start, count)
+
+            return ConsecutiveIdSequencer(instrument, stats, self.bus.publish, self.settings, from_id)
+
+        async def recent() -> list[common_pb2.Trade]:
+            return await rest.bybit_recent_trades(instrument)
+
+        return ReconnectWindowSequencer(
+            instrument, stats, self.bus.publish, self.settings, recent, bybit.recent_trades_limit(instrument.market)
+        )
+
+    def _on_trades(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:
+        self._sequencers[instrument].on_trades(trades)
+
+    def _on_connected(self, instruments: Sequence[InstrumentId]) -> None:
+        for instrument in instruments:
+            self._sequencers[instrument].on_connected()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for sequencer in self._sequencers.values():
+            await sequencer.close()
+        self.bus.close()
+        if self._session is not None:
+            await self._session.close()
+        for stats in self.stats.values():
+            stats.state = 4  # FEED_STATE_STOPPED
+        log.info("collector stopped")

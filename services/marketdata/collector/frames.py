@@ -1,0 +1,56 @@
+"""What an exchange adapter makes of one WebSocket frame, and the checks every parser shares."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum, auto
+
+from marketdata.core.instruments import InstrumentId
+from marketdata.v1 import common_pb2
+
+Trade = common_pb2.Trade
+
+# Exchange decimals: digits, optionally a fraction. Anything else (exponents, signs, "NaN") is refused
+# so that no value that could not be binned exactly travels downstream.
+_DECIMAL = re.compile(r"\d{1,30}(?:\.\d{1,30})?\Z")
+
+
+class FrameError(ValueError):
+    """A frame that cannot be used: counted as a parse error and skipped."""
+
+
+class FrameKind(Enum):
+    TRADES = auto()  # trades of one instrument
+    SUBSCRIBED = auto()  # a subscription was acknowledged
+    REJECTED = auto()  # a subscription or request was refused; detail says why
+    PONG = auto()  # answer to our keepalive
+    SHUTDOWN = auto()  # the server announced it will close this connection (Binance serverShutdown)
+    IGNORED = auto()  # a valid frame we do not use (other streams, info messages)
+
+
+@dataclass(slots=True)
+class Frame:
+    kind: FrameKind
+    instrument: InstrumentId | None = None
+    trades: list[common_pb2.Trade] = field(default_factory=list)
+    detail: str = ""
+
+
+IGNORED = Frame(FrameKind.IGNORED)
+PONG = Frame(FrameKind.PONG)
+
+
+def decimal_text(value: object, name: str) -> str:
+    """The exchange's decimal string, unchanged, or FrameError naming the field."""
+    if type(value) is not str or not _DECIMAL.match(value):
+        raise FrameError(f"{name} is not a decimal string: {value!r}")
+    return value
+
+
+def integer(value: object, name: str) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is str and value.isdigit():
+        return int(value)
+    raise FrameError(f"{name} is not an integer: {value!r}")

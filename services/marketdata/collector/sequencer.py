@@ -1,0 +1,341 @@
+"""Per-instrument sequencing: each trade delivered once, in order, with gaps detected and repaired.
+
+Two exchanges, two kinds of evidence:
+- Binance ids are consecutive per symbol. A skipped id opens a gap; later trades are held back
+  (order is kept), the missing ids are awaited briefly (an overlapping connection may still bring
+  them) and then fetched over REST. Ids already delivered are duplicates and dropped.
+- Bybit ids are not consecutive (UUIDs on linear), so a loss can only be suspected when a
+  connection was lost. After each reconnect the window since the last trade is fetched from the
+  recent-trades endpoint; whatever that endpoint no longer covers is recorded as a known gap.
+  Duplicates are found through a bounded set of recently delivered ids.
+
+Either way a gap that cannot be repaired is recorded (feed status + metric) and delivery goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from marketdata.collector.rest import RestError
+from marketdata.collector.stats import FeedStats
+from marketdata.core.config import Settings
+from marketdata.core.instruments import InstrumentId
+from marketdata.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+Trade = common_pb2.Trade
+Publish = Callable[[InstrumentId, list[Trade]], None]
+FetchFromId = Callable[[int, int], Awaitable[list[tuple[int, Trade]]]]
+FetchRecent = Callable[[], Awaitable[list[Trade]]]
+
+REST = common_pb2.TRADE_SOURCE_REST_BACKFILL
+RECENT_IDS = 50_000
+
+
+class Sequencer(Protocol):
+    def on_trades(self, trades: list[Trade]) -> None: ...
+    def on_connected(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class _Base:
+    def __init__(self, instrument: InstrumentId, feed: FeedStats, publish: Publish, settings: Settings):
+        self.instrument = instrument
+        self._feed = feed
+        self._stats = feed.instrument(instrument)
+        self._publish = publish
+        self._settings = settings
+        self._task: asyncio.Task[None] | None = None
+
+    def _emit(self, trades: list[Trade]) -> None:
+        stats = self._stats
+        last = trades[-1]
+        stats.trades += len(trades)
+        stats.last_trade_id = last.trade_id
+        stats.last_exchange_time_ms = last.exchange_time_ms
+        stats.last_receive_ns = time.time_ns()
+        self._publish(self.instrument, trades)
+
+    def _new_gap(self, kind: common_pb2.GapKind.ValueType, detail: str) -> common_pb2.TradeGap:
+        return common_pb2.TradeGap(
+            instrument=self.instrument.to_proto(),
+            kind=kind,
+            state=common_pb2.GAP_STATE_REPAIRING,
+            detected_time_ms=time.time_ns() // 1_000_000,
+            detail=detail,
+        )
+
+    async def _retrying(self, call: Callable[[], Awaitable[object]], deadline: float) -> object:
+        """Call until it succeeds or the deadline passes; honours Retry-After. Raises RestError."""
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while True:
+            try:
+                return await call()
+            except (RestError, ValueError) as exc:
+                retry_after = getattr(exc, "retry_after", None)
+                wait = retry_after if retry_after is not None else delay
+                delay = min(delay * 2, 5.0)
+                self._feed.record_error(f"{self.instrument.key} backfill: {exc}")
+                if loop.time() + wait > deadline:
+                    raise RestError(f"gave up: {exc}") from None
+                log.warning(
+                    "backfill call failed; retrying",
+                    extra={"instrument": self.instrument.key, "error": str(exc), "wait_s": wait},
+                )
+                await asyncio.sleep(wait)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class ConsecutiveIdSequencer(_Base):
+    """Binance: consecutive integer ids."""
+
+    def __init__(
+        self,
+        instrument: InstrumentId,
+        feed: FeedStats,
+        publish: Publish,
+        settings: Settings,
+        fetch_from_id: FetchFromId,
+    ) -> None:
+        super().__init__(instrument, feed, publish, settings)
+        self._fetch = fetch_from_id
+        self._next: int | None = None
+        self._held: dict[int, Trade] = {}
+
+    def on_connected(self) -> None:
+        # Nothing to do: the next trade's id tells whether anything was missed.
+        pass
+
+    def on_trades(self, trades: list[Trade]) -> None:
+        out: list[Trade] = []
+        for trade in trades:
+            self._accept(int(trade.trade_id), trade, out)
+        if out:
+            self._emit(out)
+
+    def _accept(self, trade_id: int, trade: Trade, out: list[Trade]) -> None:
+        expected = self._next
+        if expected is None or trade_id == expected:
+            out.append(trade)
+            self._next = trade_id + 1
+            if self._held:
+                self._drain(out)
+        elif trade_id < expected or trade_id in self._held:
+            self._stats.duplicates += 1
+        else:
+            self._held[trade_id] = trade
+            if len(self._held) > self._settings.backfill_max_held_trades:
+                self._skip_to_held("too many trades held back while repairing", out)
+            elif self._task is None:
+                self._task = asyncio.get_running_loop().create_task(self._repair())
+
+    def _drain(self, out: list[Trade]) -> None:
+        held = self._held
+        expected = self._next
+        assert expected is not None
+        while expected in held:
+            out.append(held.pop(expected))
+            expected += 1
+        self._next = expected
+
+    def _skip_to_held(self, reason: str, out: list[Trade]) -> None:
+        """Give up on the ids before the first held trade: record them, deliver what is held."""
+        if not self._held or self._next is None:
+            return
+        first_held = min(self._held)
+        missing = first_held - self._next
+        gap = self._new_gap(common_pb2.GAP_KIND_TRADE_ID, reason)
+        gap.first_missing_trade_id = str(self._next)
+        gap.last_missing_trade_id = str(first_held - 1)
+        gap.missing_trades = missing
+        gap.to_time_ms = self._held[first_held].exchange_time_ms
+        gap.from_time_ms = self._stats.last_exchange_time_ms
+        self._feed.open_gap(gap)
+        self._feed.close_gap(gap, repaired=False)
+        self._next = first_held
+        self._drain(out)
+
+    async def _repair(self) -> None:
+        try:
+            await asyncio.sleep(self._settings.gap_grace_s)
+            while self._held:
+                await self._repair_first_hole()
+        finally:
+            self._stats.repairing = False
+            self._task = None
+
+    async def _repair_first_hole(self) -> None:
+        assert self._next is not None
+        first_missing = self._next
+        first_held = min(self._held)
+        last_missing = first_held - 1
+        gap = self._new_gap(
+            common_pb2.GAP_KIND_TRADE_ID, f"trade ids {first_missing}..{last_missing} missing"
+        )
+        gap.first_missing_trade_id = str(first_missing)
+        gap.last_missing_trade_id = str(last_missing)
+        gap.missing_trades = first_held - first_missing
+        gap.from_time_ms = self._stats.last_exchange_time_ms
+        gap.to_time_ms = self._held[first_held].exchange_time_ms
+        self._feed.open_gap(gap)
+        self._stats.repairing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.backfill_timeout_s
+        failure = ""
+        while self._next is not None and self._next <= last_missing:
+            start = self._next
+            try:
+                rows = await self._retrying(
+                    functools.partial(self._fetch, start, last_missing - start + 1), deadline
+                )
+            except RestError as exc:
+                failure = str(exc)
+                break
+            out: list[Trade] = []
+            for trade_id, trade in rows:  # type: ignore[attr-defined]
+                if self._next is not None and self._next <= trade_id <= last_missing:
+                    self._accept(trade_id, trade, out)
+            if out:
+                backfilled = sum(1 for t in out if t.source == REST)
+                self._stats.backfilled += backfilled
+                gap.recovered_trades += backfilled
+                self._emit(out)
+            if self._next == start:
+                failure = f"the exchange no longer serves trade id {start}"
+                break
+        if self._next is not None and self._next <= last_missing:
+            out = []
+            self._skip_to_held_quietly(out)
+            if out:
+                self._emit(out)
+            self._feed.close_gap(gap, repaired=False, detail=failure or "backfill incomplete")
+        else:
+            self._feed.close_gap(gap, repaired=True)
+
+    def _skip_to_held_quietly(self, out: list[Trade]) -> None:
+        if self._held:
+            self._next = min(self._held)
+            self._drain(out)
+
+
+class ReconnectWindowSequencer(_Base):
+    """Bybit: ids are not consecutive; loss is suspected across reconnects and backfilled by time."""
+
+    def __init__(
+        self,
+        instrument: InstrumentId,
+        feed: FeedStats,
+        publish: Publish,
+        settings: Settings,
+        fetch_recent: FetchRecent,
+        window_limit: int,
+    ) -> None:
+        super().__init__(instrument, feed, publish, settings)
+        self._fetch = fetch_recent
+        self._window_limit = window_limit
+        self._recent: deque[str] = deque()
+        self._recent_set: set[str] = set()
+        self._held: list[Trade] = []
+        self._last_time_ms: int | None = None
+        self._repairing = False
+        self._overflowed = False
+
+    def _remember(self, trade_id: str) -> bool:
+        """True the first time an id is seen (within the bounded memory)."""
+        if trade_id in self._recent_set:
+            return False
+        self._recent_set.add(trade_id)
+        self._recent.append(trade_id)
+        if len(self._recent) > RECENT_IDS:
+            self._recent_set.discard(self._recent.popleft())
+        return True
+
+    def on_trades(self, trades: list[Trade]) -> None:
+        if self._repairing:
+            self._held.extend(trades)
+            if len(self._held) > self._settings.backfill_max_held_trades and self._task is not None:
+                self._overflowed = True
+                self._task.cancel()
+            return
+        self._deliver(trades)
+
+    def _deliver(self, trades: list[Trade]) -> None:
+        out = [t for t in trades if self._remember(t.trade_id)]
+        self._stats.duplicates += len(trades) - len(out)
+        if out:
+            self._last_time_ms = out[-1].exchange_time_ms
+            self._emit(out)
+
+    def on_connected(self) -> None:
+        if self._last_time_ms is None or self._repairing:
+            return  # first connection: nothing can have been missed yet
+        self._repairing = True
+        self._stats.repairing = True
+        self._task = asyncio.get_running_loop().create_task(self._repair())
+
+    async def _repair(self) -> None:
+        since = self._last_time_ms or 0
+        gap = self._new_gap(common_pb2.GAP_KIND_RECONNECT_WINDOW, "connection lost")
+        gap.from_time_ms = since
+        deadline = asyncio.get_running_loop().time() + self._settings.backfill_timeout_s
+        try:
+            rows: list[Trade] = await self._retrying(self._fetch, deadline)  # type: ignore[assignment]
+        except RestError as exc:
+            self._record_unrepaired(gap, f"recent-trade backfill failed: {exc}")
+            return
+        except asyncio.CancelledError:
+            if not self._overflowed:
+                raise
+            self._record_unrepaired(gap, "too many live trades held back while repairing")
+            return
+        finally:
+            self._task = None
+        missed = [t for t in rows if t.exchange_time_ms >= since and t.trade_id not in self._recent_set]
+        # The endpoint returns only the newest `limit` trades: if it returned a full page whose
+        # oldest trade is after our last one, trades between them may be lost for good.
+        covered = len(rows) < self._window_limit or (bool(rows) and rows[0].exchange_time_ms <= since)
+        if missed or not covered:
+            gap.recovered_trades = len(missed)
+            gap.to_time_ms = missed[-1].exchange_time_ms if missed else since
+            if not covered:
+                gap.to_time_ms = rows[0].exchange_time_ms
+            self._feed.open_gap(gap)
+            self._stats.backfilled += len(missed)
+            if covered:
+                self._feed.close_gap(gap, repaired=True, detail=f"{len(missed)} trades recovered")
+            else:
+                self._feed.close_gap(
+                    gap,
+                    repaired=False,
+                    detail=f"recent-trade covers only the last {self._window_limit} trades; "
+                    f"trades between {since} and {rows[0].exchange_time_ms} ms may be lost",
+                )
+        self._release(missed)
+
+    def _record_unrepaired(self, gap: common_pb2.TradeGap, detail: str) -> None:
+        gap.to_time_ms = self._held[0].exchange_time_ms if self._held else time.time_ns() // 1_000_000
+        self._feed.open_gap(gap)
+        self._feed.close_gap(gap, repaired=False, detail=detail)
+        self._release([])
+
+    def _release(self, backfilled: list[Trade]) -> None:
+        """Deliver recovered trades, then the live trades held meanwhile, and resume."""
+        held, self._held = self._held, []
+        self._repairing = False
+        self._overflowed = False
+        self._stats.repairing = False
+        self._deliver(backfilled + held)
