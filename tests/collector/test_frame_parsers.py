@@ -36,7 +36,9 @@ def _parser_for_all_symbols(market: MarketKey, frames: list[str]) -> BinanceFram
         ("cryptofeed-BINANCE_FUTURES.ws.1.0", MarketKey.BINANCE_FUTURES),
     ],
 )
-def test_binance_recorded_agg_trades_keep_exact_values(recorded_dir: Path, name: str, market: MarketKey) -> None:
+def test_binance_recorded_agg_trades_keep_exact_values(
+    recorded_dir: Path, name: str, market: MarketKey
+) -> None:
     frames = _cryptofeed_frames(recorded_dir / name)
     parser = _parser_for_all_symbols(market, frames)
     checked = 0
@@ -62,13 +64,20 @@ def test_binance_spot_agg_trade_example(recorded_dir: Path) -> None:
     frames = [f for f in _cryptofeed_frames(recorded_dir / "cryptofeed-BINANCE.ws.1.0") if "aggTrade" in f]
     frame = _parser_for_all_symbols(MarketKey.BINANCE_SPOT, frames).parse(frames[0], 1)
     trade = frame.trades[0]
-    assert (trade.trade_id, trade.price, trade.size, trade.side) == ("15683430", "0.35280000", "58.00000000", BUY)
+    assert (trade.trade_id, trade.price, trade.size, trade.side) == (
+        "15683430",
+        "0.35280000",
+        "58.00000000",
+        BUY,
+    )
 
 
 def test_binance_raw_trade_frames_spot_and_futures() -> None:
     rows = [json.loads(line) for line in (FIXTURES / "binance-trade-frames.jsonl").read_text().splitlines()]
     spot, futures = rows
-    parser = BinanceFrameParser(MarketKey.BINANCE_SPOT, {"BTCUSDT": InstrumentId(MarketKey.BINANCE_SPOT, "BTCUSDT")})
+    parser = BinanceFrameParser(
+        MarketKey.BINANCE_SPOT, {"BTCUSDT": InstrumentId(MarketKey.BINANCE_SPOT, "BTCUSDT")}
+    )
     trade = parser.parse(json.dumps(spot["frame"]), 5).trades[0]
     assert (trade.trade_id, trade.price, trade.size) == ("6739446511", "86104.02000000", "0.00011000")
     assert trade.side == SELL  # m=true: the buyer was the maker, so the taker sold
@@ -137,7 +146,9 @@ def test_binance_server_shutdown_both_forms() -> None:
     ],
 )
 def test_binance_malformed_frames_are_refused_with_a_reason(text: str) -> None:
-    parser = BinanceFrameParser(MarketKey.BINANCE_SPOT, {"BTCUSDT": InstrumentId(MarketKey.BINANCE_SPOT, "BTCUSDT")})
+    parser = BinanceFrameParser(
+        MarketKey.BINANCE_SPOT, {"BTCUSDT": InstrumentId(MarketKey.BINANCE_SPOT, "BTCUSDT")}
+    )
     with pytest.raises(FrameError) as info:
         parser.parse(text, 0)
     assert str(info.value)
@@ -153,37 +164,83 @@ def test_binance_malformed_frames_are_refused_with_a_reason(text: str) -> None:
     ],
 )
 def test_bybit_malformed_trade_rows_are_refused(row: str) -> None:
-    parser = BybitFrameParser(MarketKey.BYBIT_LINEAR, {"BTCUSDT": InstrumentId(MarketKey.BYBIT_LINEAR, "BTCUSDT")})
+    parser = BybitFrameParser(
+        MarketKey.BYBIT_LINEAR, {"BTCUSDT": InstrumentId(MarketKey.BYBIT_LINEAR, "BTCUSDT")}
+    )
     with pytest.raises(FrameError):
         parser.parse('{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[' + row + "]}", 0)
 
 
 def test_unknown_fields_and_streams_are_ignored_not_errors() -> None:
-    parser = BinanceFrameParser(MarketKey.BINANCE_SPOT, {"BTCUSDT": InstrumentId(MarketKey.BINANCE_SPOT, "BTCUSDT")})
+    parser = BinanceFrameParser(
+        MarketKey.BINANCE_SPOT, {"BTCUSDT": InstrumentId(MarketKey.BINANCE_SPOT, "BTCUSDT")}
+    )
     extra = '{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":7,"p":"1.5","q":"2","T":1,"m":false,"st":1,"new":{"x":1}}}'
     assert parser.parse(extra, 0).trades[0].trade_id == "7"
-    assert parser.parse('{"stream":"ethusdt@trade","data":{"e":"trade","s":"ETHUSDT"}}', 0).kind is FrameKind.IGNORED
+    assert (
+        parser.parse('{"stream":"ethusdt@trade","data":{"e":"trade","s":"ETHUSDT"}}', 0).kind
+        is FrameKind.IGNORED
+    )
     assert parser.parse('{"stream":"x","data":{"e":"somethingNew"}}', 0).kind is FrameKind.IGNORED
 
 
 def test_rest_rows_parse_exactly() -> None:
     rows = [
-        {"id": 11, "price": "4.00000100", "qty": "12.00000000", "quoteQty": "48.000012", "time": 1499865549590,
-         "isBuyerMaker": True, "isBestMatch": True},
-        {"id": 10, "price": "4.00000200", "qty": "1.00000000", "quoteQty": "4.000002", "time": 1499865549589,
-         "isBuyerMaker": False, "isBestMatch": True},
+        {
+            "id": 11,
+            "price": "4.00000100",
+            "qty": "12.00000000",
+            "quoteQty": "48.000012",
+            "time": 1499865549590,
+            "isBuyerMaker": True,
+            "isBestMatch": True,
+        },
+        {
+            "id": 10,
+            "price": "4.00000200",
+            "qty": "1.00000000",
+            "quoteQty": "4.000002",
+            "time": 1499865549589,
+            "isBuyerMaker": False,
+            "isBestMatch": True,
+        },
     ]
     parsed = parse_rest_trades(MarketKey.BINANCE_SPOT, rows, 9)
     assert [i for i, _ in parsed] == [10, 11]
     assert parsed[1][1].price == "4.00000100" and parsed[1][1].side == SELL
     assert parsed[0][1].source == common_pb2.TRADE_SOURCE_REST_BACKFILL
 
-    body = {"retCode": 0, "retMsg": "OK", "result": {"category": "spot", "list": [
-        {"execId": "2100000000007764264", "symbol": "BTCUSDT", "price": "16618.50", "size": "0.1", "side": "Sell",
-         "time": "1672052955759", "isBlockTrade": False, "isRPITrade": True, "seq": "5"},
-        {"execId": "2100000000007764263", "symbol": "BTCUSDT", "price": "16618.49", "size": "0.00012", "side": "Buy",
-         "time": "1672052955758", "isBlockTrade": False},
-    ]}, "retExtInfo": {}, "time": 1672053054358}
+    body = {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {
+            "category": "spot",
+            "list": [
+                {
+                    "execId": "2100000000007764264",
+                    "symbol": "BTCUSDT",
+                    "price": "16618.50",
+                    "size": "0.1",
+                    "side": "Sell",
+                    "time": "1672052955759",
+                    "isBlockTrade": False,
+                    "isRPITrade": True,
+                    "seq": "5",
+                },
+                {
+                    "execId": "2100000000007764263",
+                    "symbol": "BTCUSDT",
+                    "price": "16618.49",
+                    "size": "0.00012",
+                    "side": "Buy",
+                    "time": "1672052955758",
+                    "isBlockTrade": False,
+                },
+            ],
+        },
+        "retExtInfo": {},
+        "time": 1672053054358,
+    }
     trades = parse_recent_trades(body, 9)
     assert [t.trade_id for t in trades] == ["2100000000007764263", "2100000000007764264"]  # oldest first
     assert trades[1].rpi and trades[1].side == SELL and trades[0].size == "0.00012"

@@ -72,7 +72,10 @@ class Collector:
         self._task = asyncio.create_task(self._run(feeds), name="collector")
         log.info(
             "collector started",
-            extra={"instruments": [i.key for i in self.instruments], "markets": [m.value for m in self.markets]},
+            extra={
+                "instruments": [i.key for i in self.instruments],
+                "markets": [m.value for m in self.markets],
+            },
         )
 
     async def _run(self, feeds: Sequence[Feed]) -> None:
@@ -93,7 +96,12 @@ class Collector:
             return await rest.bybit_recent_trades(instrument)
 
         return ReconnectWindowSequencer(
-            instrument, stats, self.bus.publish, self.settings, recent, bybit.recent_trades_limit(instrument.market)
+            instrument,
+            stats,
+            self.bus.publish,
+            self.settings,
+            recent,
+            bybit.recent_trades_limit(instrument.market),
         )
 
     def _on_trades(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:

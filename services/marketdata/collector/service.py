@@ -31,7 +31,7 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
     def _known(self) -> str:
         return ", ".join(i.key for i in self._collector.instruments)
 
-    async def StreamTrades(  # noqa: N802 - gRPC method name
+    async def StreamTrades(
         self, request: collector_pb2.StreamTradesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         wanted: set[InstrumentId] = set()
@@ -43,7 +43,9 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
                 await _invalid(context, field, str(exc))
                 return
             if instrument not in self._collected:
-                await _invalid(context, field, f"{instrument.key} is not collected; collected: {self._known()}")
+                await _invalid(
+                    context, field, f"{instrument.key} is not collected; collected: {self._known()}"
+                )
                 return
             wanted.add(instrument)
         bus = self._collector.bus
@@ -54,7 +56,7 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
         finally:
             bus.unsubscribe(subscription)
 
-    async def GetFeedStatus(  # noqa: N802
+    async def GetFeedStatus(
         self, request: collector_pb2.GetFeedStatusRequest, context: grpc.aio.ServicerContext
     ) -> collector_pb2.GetFeedStatusResponse:
         markets = []
@@ -65,12 +67,16 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
                 await _invalid(context, f"feeds[{n}]", str(exc))
             if market not in self._collector.stats:
                 collected = ", ".join(m.value for m in self._collector.markets)
-                await _invalid(context, f"feeds[{n}]", f"{market.value} is not collected; collected: {collected}")
+                await _invalid(
+                    context, f"feeds[{n}]", f"{market.value} is not collected; collected: {collected}"
+                )
             markets.append(market)
         selected = markets or self._collector.markets
-        return collector_pb2.GetFeedStatusResponse(feeds=[self._collector.stats[m].to_proto() for m in selected])
+        return collector_pb2.GetFeedStatusResponse(
+            feeds=[self._collector.stats[m].to_proto() for m in selected]
+        )
 
-    async def ListInstruments(  # noqa: N802
+    async def ListInstruments(
         self, request: collector_pb2.ListInstrumentsRequest, context: grpc.aio.ServicerContext
     ) -> collector_pb2.ListInstrumentsResponse:
         return collector_pb2.ListInstrumentsResponse(

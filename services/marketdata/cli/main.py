@@ -1,0 +1,79 @@
+"""`marketdata` entry point: parses the command line and dispatches to the subcommand's module."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from marketdata.core.config import ConfigError, Settings, load_settings, markdown_table
+
+SERVICES = ("collector",)  # later issues add storage, volume-profile, order-flow, mcp
+
+
+def _parser() -> argparse.ArgumentParser:
+    from marketdata.cli import bench, record, tail, up
+    from marketdata.replay_exchange import cli as replay_cli
+
+    parser = argparse.ArgumentParser(
+        prog="marketdata",
+        description="Cloud MarketData: Binance and Bybit market data over gRPC. Configuration comes from "
+        "MARKETDATA_* environment variables (see `marketdata config --markdown`).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run one service (what each Kubernetes pod runs)")
+    serve.add_argument("service", choices=SERVICES)
+
+    up.configure_parser(commands.add_parser("up", help="run every service on localhost in one process tree"))
+    replay_cli.configure_parser(
+        commands.add_parser(
+            "replay-exchange", help="a local stand-in speaking Binance's and Bybit's protocols"
+        )
+    )
+    tail.configure_parser(commands.add_parser("tail", help="print live data from a running collector"))
+    record.configure_parser(commands.add_parser("record", help="capture raw exchange frames to a file"))
+    bench.configure_parser(commands.add_parser("bench", help="benchmarks (figures, not tests)"))
+
+    config = commands.add_parser("config", help="print the effective configuration")
+    config.add_argument("--markdown", action="store_true", help="print the README's configuration table")
+    return parser
+
+
+def load_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"marketdata: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "config":
+        if args.markdown:
+            print(markdown_table())
+            return 0
+        for name, value in load_or_exit().public_items().items():
+            print(f"{name} = {value}")
+        return 0
+    if args.command == "serve":
+        settings = load_or_exit()
+        from marketdata.collector.server import run_collector
+
+        try:
+            asyncio.run(run_collector(settings))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if args.command == "replay-exchange":
+        from marketdata.replay_exchange import cli as replay_cli
+
+        return replay_cli.run(args)
+    handler = args.handler  # set by the subcommand modules
+    return int(handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
