@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -62,10 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_or_exit()
         from marketdata.collector.server import run_collector
 
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_collector(settings))
-        except KeyboardInterrupt:
-            pass
         return 0
     if args.command == "replay-exchange":
         from marketdata.replay_exchange import cli as replay_cli
