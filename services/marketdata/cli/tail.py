@@ -85,7 +85,7 @@ async def stream_trades(
     request = collector_pb2.StreamTradesRequest(instruments=[i.to_proto() for i in instruments])
     printed = 0
     async with create_channel(addr) as channel:
-        stub = collector_grpc.CollectorServiceStub(channel)
+        stub = collector_grpc.CollectorServiceStub(channel)  # type: ignore[no-untyped-call]
         async for response in stub.StreamTrades(request):
             batch = response.batch
             lines = []

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -31,9 +32,8 @@ class SubscriptionRejected(Exception):
     """The exchange refused a subscription: the configuration or the exchange must change."""
 
 
-class FrameParser:
-    def parse(self, text: str | bytes, receive_ns: int) -> Frame:  # pragma: no cover - protocol
-        raise NotImplementedError
+class FrameParser(Protocol):
+    def parse(self, text: str | bytes, receive_ns: int) -> Frame: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ class _Base:
         stats.last_receive_ns = time.time_ns()
         self._publish(self.instrument, trades)
 
-    def _new_gap(self, kind: common_pb2.GapKind.ValueType, detail: str) -> common_pb2.TradeGap:
+    def _new_gap(self, kind: common_pb2.GapKind, detail: str) -> common_pb2.TradeGap:
         return common_pb2.TradeGap(
             instrument=self.instrument.to_proto(),
             kind=kind,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -65,4 +66,4 @@ async def run_collector(settings: Settings) -> None:
     finally:
         await service.collector.stop()
         await service.metrics.stop()
-        shutdown_tracing(provider)
+        await asyncio.to_thread(shutdown_tracing, provider)

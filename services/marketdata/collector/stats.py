@@ -158,16 +158,16 @@ class FeedStatsExporter(Collector):
         now = time.time_ns()
         prefix = "marketdata_collector_"
         per_feed = {
-            "messages": ("Frames received", lambda f: f.messages),
-            "bytes": ("Bytes of frames received", lambda f: f.bytes),
-            "parse_errors": ("Frames that could not be parsed (skipped)", lambda f: f.parse_errors),
-            "reconnects": ("Connections re-established after a loss", lambda f: f.reconnects),
-            "rotations": ("Planned make-before-break connection rotations", lambda f: f.rotations),
+            "messages": ("Frames received", "messages"),
+            "bytes": ("Bytes of frames received", "bytes"),
+            "parse_errors": ("Frames that could not be parsed (skipped)", "parse_errors"),
+            "reconnects": ("Connections re-established after a loss", "reconnects"),
+            "rotations": ("Planned make-before-break connection rotations", "rotations"),
         }
-        for name, (doc, get) in per_feed.items():
+        for name, (doc, attr) in per_feed.items():
             family = CounterMetricFamily(prefix + name, doc, labels=["feed"])
             for f in self._feeds:
-                family.add_metric([f.feed.value], get(f))
+                family.add_metric([f.feed.value], getattr(f, attr))
             yield family
         per_instrument = {
             "trades": ("Trades delivered after deduplication", "trades"),

@@ -18,24 +18,24 @@ class MarketKey(StrEnum):
     BYBIT_LINEAR = "bybit-linear"
 
     @property
-    def exchange(self) -> common_pb2.Exchange.ValueType:
+    def exchange(self) -> common_pb2.Exchange:
         if self in (MarketKey.BINANCE_SPOT, MarketKey.BINANCE_FUTURES):
             return common_pb2.EXCHANGE_BINANCE
         return common_pb2.EXCHANGE_BYBIT
 
     @property
-    def market(self) -> common_pb2.Market.ValueType:
+    def market(self) -> common_pb2.Market:
         if self in (MarketKey.BINANCE_SPOT, MarketKey.BYBIT_SPOT):
             return common_pb2.MARKET_SPOT
         return common_pb2.MARKET_LINEAR
 
     @property
     def is_binance(self) -> bool:
-        return self.exchange == common_pb2.EXCHANGE_BINANCE
+        return bool(self.exchange == common_pb2.EXCHANGE_BINANCE)
 
     @classmethod
     def from_proto(
-        cls, exchange: common_pb2.Exchange.ValueType, market: common_pb2.Market.ValueType
+        cls, exchange: common_pb2.Exchange, market: common_pb2.Market
     ) -> MarketKey:
         for key in cls:
             if key.exchange == exchange and key.market == market:
