@@ -120,3 +120,25 @@ def configure_logging(
     logging.captureWarnings(True)
     # aiohttp logs every scrape of /metrics at INFO; that is noise, not information.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    otel_context = logging.getLogger("opentelemetry.context")
+    if not any(isinstance(f, _StreamDetachFilter) for f in otel_context.filters):
+        otel_context.addFilter(_StreamDetachFilter())
+
+
+class _StreamDetachFilter(logging.Filter):
+    """Drops OpenTelemetry's "Failed to detach context" for server streams a client cancelled.
+
+    The gRPC aio server interceptor attaches the span's context inside the handler's async generator;
+    when the client cancels, grpc closes that generator from another task, and contextvars refuses the
+    reset. The span itself is ended correctly, so the ERROR (one per cancelled stream) is only noise.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage() == "Failed to detach context" and "GeneratorExit" in _exc_text(record))
+
+
+def _exc_text(record: logging.LogRecord) -> str:
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        return repr(exc.__context__) + repr(exc)
+    return ""

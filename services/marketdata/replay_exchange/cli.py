@@ -1,0 +1,189 @@
+"""`marketdata replay-exchange`: flags, and running the server until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from marketdata.core.instruments import MarketKey, parse_instrument_list
+from marketdata.replay_exchange.config import DEFAULT_INSTRUMENTS, RecordingSource, ReplayConfig
+from marketdata.replay_exchange.faults import FAULT_KINDS, parse_fault_text
+from marketdata.replay_exchange.server import ReplayHandle, running_replay_exchange
+
+DEFAULT_PORT = 8765
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "A local stand-in for Binance and Bybit: their public WebSocket and REST protocols on one port, "
+        "fed by a seeded trade generator and/or recorded files, with fault injection."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)"
+    )
+    parser.add_argument(
+        "--instruments",
+        help="generated instruments, comma-separated market:SYMBOL (default: BTCUSDT on all four markets, "
+        "or none when --file is given)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="total generated trades per second (default 100)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    parser.add_argument("--max-trades", type=int, help="stop each instrument after this many trades")
+    parser.add_argument(
+        "--trades-per-frame",
+        type=int,
+        default=50,
+        help="most trades per Bybit publicTrade push (1..1024, default 50)",
+    )
+    parser.add_argument(
+        "--history-size", type=int, default=200_000, help="trades kept per instrument for REST"
+    )
+    parser.add_argument(
+        "--start-immediately",
+        action="store_true",
+        help="generate from start-up instead of from each instrument's first subscription",
+    )
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="[MARKET=]PATH",
+        help="recorded file to replay (repeatable): our capture format, cryptofeed *.ws.* or '<ns> <json>' lines; "
+        "prefix the market when the file name does not tell it, e.g. bybit-linear=trades.jsonl",
+    )
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="replay speed factor; 0 = as fast as possible"
+    )
+    parser.add_argument("--loop", action="store_true", help="replay recorded files in a loop")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:key=value,...",
+        help=f"fault to inject (repeatable); kinds: {', '.join(FAULT_KINDS)}; "
+        "e.g. drop:market=binance-spot,every=5 or skip:instrument=binance-spot:BTCUSDT,count=3,at=2",
+    )
+    parser.add_argument(
+        "--max-connection-age",
+        type=float,
+        default=86_400.0,
+        help="Binance cuts connections older than this many seconds (default 86400, as the real 24 h)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        help="Binance server ping interval in seconds for spot and USD-M (real: 20 and 180); the pong "
+        "deadline scales with it (real: 60 and 600)",
+    )
+    parser.add_argument(
+        "--bybit-idle-timeout",
+        type=float,
+        default=600.0,
+        help="Bybit cuts idle connections after this (default 600)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ReplayConfig:
+    """Build the config; raises ValueError naming the flag that is wrong."""
+    recordings = tuple(_recording(text) for text in args.file)
+    if args.instruments is not None:
+        try:
+            instruments = parse_instrument_list(args.instruments)
+        except ValueError as exc:
+            raise ValueError(f"--instruments: {exc}") from None
+    else:
+        instruments = () if recordings else DEFAULT_INSTRUMENTS
+    faults = []
+    for text in args.fault:
+        try:
+            faults.append(parse_fault_text(text))
+        except ValueError as exc:
+            raise ValueError(f"--fault {text!r}: {exc}") from None
+    defaults = ReplayConfig()
+    spot_ping, futures_ping = defaults.binance_spot_ping_interval_s, defaults.binance_futures_ping_interval_s
+    if args.ping_interval is not None:
+        if args.ping_interval <= 0:
+            raise ValueError("--ping-interval must be > 0")
+        spot_ping = futures_ping = args.ping_interval
+    if args.max_connection_age <= 0:
+        raise ValueError("--max-connection-age must be > 0")
+    return ReplayConfig(
+        instruments=instruments,
+        rate=args.rate,
+        seed=args.seed,
+        max_trades=args.max_trades,
+        trades_per_frame=args.trades_per_frame,
+        history_size=args.history_size,
+        start_on_subscribe=not args.start_immediately,
+        recordings=recordings,
+        speed=args.speed,
+        loop=args.loop,
+        faults=tuple(faults),
+        max_connection_age_s=args.max_connection_age,
+        bybit_idle_timeout_s=args.bybit_idle_timeout,
+        # Keep the real ratio of pong deadline to ping interval (spot 60/20, USD-M 600/180).
+        binance_spot_ping_interval_s=spot_ping,
+        binance_spot_pong_timeout_s=spot_ping * 3,
+        binance_futures_ping_interval_s=futures_ping,
+        binance_futures_pong_timeout_s=futures_ping * 10 / 3,
+    )
+
+
+def _recording(text: str) -> RecordingSource:
+    head, sep, tail = text.partition("=")
+    market: MarketKey | None = None
+    path = text
+    if sep:
+        try:
+            market = MarketKey.parse(head)
+            path = tail
+        except ValueError:
+            market = None  # an '=' inside the path itself
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"--file {text!r}: no such file")
+    return RecordingSource(file, market)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"marketdata replay-exchange: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve_until_signal(config, args.host, args.port))
+    except ValueError as exc:  # a recording that cannot be read
+        print(f"marketdata replay-exchange: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"marketdata replay-exchange: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve_until_signal(config: ReplayConfig, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running_replay_exchange(config, host, port) as handle:
+            print(_listening_line(handle), flush=True)
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _listening_line(handle: ReplayHandle) -> str:
+    return (
+        f"replay exchange listening on {handle.http_url} (WebSocket {handle.ws_url}; "
+        f"control {handle.http_url}/_replay/status)"
+    )
