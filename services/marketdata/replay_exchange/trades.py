@@ -13,7 +13,7 @@ from marketdata.replay_exchange.specs import InstrumentSpec
 class Trade:
     """One trade with its wire text already formatted (prices and sizes exactly as the exchange prints)."""
 
-    __slots__ = ("bybit_seq", "is_buy", "price", "qty", "sent", "tick_direction", "time_ms", "trade_id")
+    __slots__ = ("bybit_seq", "is_buy", "price", "qty", "sent", "sent_ns", "tick_direction", "time_ms", "trade_id")
 
     def __init__(
         self,
@@ -33,6 +33,7 @@ class Trade:
         self.bybit_seq = bybit_seq
         self.tick_direction = tick_direction
         self.sent = False  # went out on WebSocket to at least one connection
+        self.sent_ns = 0  # wall clock when it was first queued for sending (latency benchmarks)
 
     def quote_qty(self) -> str:
         """price x qty, exact, without trailing zeros (Binance prints "48.000012")."""
@@ -46,6 +47,7 @@ class Trade:
             "side": "buy" if self.is_buy else "sell",
             "time": self.time_ms,
             "sent": self.sent,
+            "sent_ns": self.sent_ns,
         }
 
 

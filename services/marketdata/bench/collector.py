@@ -1,0 +1,276 @@
+"""`marketdata bench collector`: trades/s through normalization and gRPC delivery, and latency from
+the replay exchange's send to a StreamTrades subscriber's receipt.
+
+Each scenario runs three processes on this machine, as in production: the replay exchange, the
+collector (`marketdata serve collector`) and the subscriber (this process). Figures are printed as
+a table and written as JSON; nothing here is a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aiohttp
+
+from marketdata.bench.processes import Service, cpu_seconds, free_port, start_service
+from marketdata.core.grpc_client import create_channel
+from marketdata.core.instruments import InstrumentId
+from marketdata.v1 import collector_service_pb2 as collector_pb2
+from marketdata.v1 import collector_service_pb2_grpc as collector_grpc
+
+
+@dataclass
+class Throughput:
+    scenario: str
+    instruments: int
+    trades_per_frame: int
+    offered_rate: float
+    seconds: float
+    trades: int
+    trades_per_s: float
+    batches_per_s: float
+    collector_cpu_pct: float
+    exchange_cpu_pct: float
+    reconnects: int  # > 0: the exchange cut a connection that fell behind (offered more than it took)
+    gaps_unrepaired: int
+
+
+@dataclass
+class Latency:
+    scenario: str
+    rate: float
+    trades: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    collector_to_subscriber_p50_ms: float
+    collector_to_subscriber_p99_ms: float
+    collector_cpu_pct: float
+
+
+@dataclass
+class Report:
+    machine: dict[str, Any]
+    throughput: list[Throughput] = field(default_factory=list)
+    latency: list[Latency] = field(default_factory=list)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+async def _stack(
+    instruments: list[InstrumentId], rate: float, trades_per_frame: int, max_trades: int | None = None
+) -> tuple[Service, Service, str]:
+    replay_port = free_port()
+    args = [
+        "replay-exchange", "--port", str(replay_port), "--seed", "1",
+        "--instruments", ",".join(i.key for i in instruments),
+        "--rate", str(rate), "--trades-per-frame", str(trades_per_frame),
+    ]  # fmt: skip
+    if max_trades:
+        args += ["--max-trades", str(max_trades)]
+    exchange = await start_service("replay-exchange", args, {}, replay_port)
+    grpc_port, metrics_port = free_port(), free_port()
+    env = {
+        "MARKETDATA_INSTRUMENTS": ",".join(i.key for i in instruments),
+        "MARKETDATA_COLLECTOR_PORT": str(grpc_port),
+        "MARKETDATA_COLLECTOR_METRICS_PORT": str(metrics_port),
+        "MARKETDATA_LOG_LEVEL": "WARNING",
+    }
+    for name in ("BINANCE_SPOT", "BINANCE_FUTURES", "BYBIT"):
+        env[f"MARKETDATA_{name}_WS_URL"] = f"ws://127.0.0.1:{replay_port}"
+        env[f"MARKETDATA_{name}_REST_URL"] = f"http://127.0.0.1:{replay_port}"
+    collector = await start_service("collector", ["serve", "collector"], env, grpc_port)
+    return exchange, collector, f"127.0.0.1:{grpc_port}"
+
+
+async def throughput(
+    scenario: str, instruments: list[InstrumentId], rate: float, trades_per_frame: int, seconds: float
+) -> Throughput:
+    exchange, collector, addr = await _stack(instruments, rate, trades_per_frame)
+    try:
+        async with create_channel(addr) as channel:
+            stub = collector_grpc.CollectorServiceStub(channel)  # type: ignore[no-untyped-call]
+            stream = stub.StreamTrades(collector_pb2.StreamTradesRequest())
+            warmup_until = time.monotonic() + 2.0
+            trades = batches = 0
+            started = cpu_c = cpu_e = 0.0
+            async for response in stream:
+                now = time.monotonic()
+                if started == 0.0:
+                    if now < warmup_until:
+                        continue
+                    started, cpu_c, cpu_e = now, cpu_seconds(collector.pid), cpu_seconds(exchange.pid)
+                    continue
+                trades += len(response.batch.trades)
+                batches += 1
+                if now - started >= seconds:
+                    break
+            elapsed = time.monotonic() - started
+            cpu_c, cpu_e = cpu_seconds(collector.pid) - cpu_c, cpu_seconds(exchange.pid) - cpu_e
+            stream.cancel()
+            status = await stub.GetFeedStatus(collector_pb2.GetFeedStatusRequest())
+        return Throughput(
+            scenario=scenario,
+            instruments=len(instruments),
+            trades_per_frame=trades_per_frame,
+            offered_rate=rate,
+            seconds=round(elapsed, 2),
+            trades=trades,
+            trades_per_s=round(trades / elapsed),
+            batches_per_s=round(batches / elapsed),
+            collector_cpu_pct=round(100 * cpu_c / elapsed, 1),
+            exchange_cpu_pct=round(100 * cpu_e / elapsed, 1),
+            reconnects=sum(f.reconnects for f in status.feeds),
+            gaps_unrepaired=sum(f.gaps_unrepaired for f in status.feeds),
+        )
+    finally:
+        await collector.stop()
+        await exchange.stop()
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+async def latency(scenario: str, instruments: list[InstrumentId], rate: float, seconds: float) -> Latency:
+    """Send time (the exchange stamps each trade when its frame is written) to subscriber receipt."""
+    per_instrument = int(rate * (seconds + 2) / len(instruments))
+    exchange, collector, addr = await _stack(instruments, rate, 50, max_trades=per_instrument)
+    received: dict[tuple[str, str], int] = {}
+    via_collector: list[float] = []
+    try:
+        async with create_channel(addr) as channel:
+            stub = collector_grpc.CollectorServiceStub(channel)  # type: ignore[no-untyped-call]
+            stream = stub.StreamTrades(collector_pb2.StreamTradesRequest())
+            expected = per_instrument * len(instruments)
+            cpu_c = cpu_seconds(collector.pid)
+            started = last = time.monotonic()
+            responses = aiter(stream)
+            # Trades sent before this subscription attached are not received: stop at the expected
+            # count, or once the stream has been idle (the generator has finished).
+            while len(received) < expected:
+                try:
+                    response = await asyncio.wait_for(anext(responses), timeout=3.0)
+                except (TimeoutError, StopAsyncIteration):
+                    break
+                now_ns = time.time_ns()
+                last = time.monotonic()
+                key = InstrumentId.from_proto(response.batch.instrument).key
+                for trade in response.batch.trades:
+                    received[(key, trade.trade_id)] = now_ns
+                    via_collector.append((now_ns - trade.receive_time_ns) / 1e6)
+            cpu_used = cpu_seconds(collector.pid) - cpu_c  # includes the idle wait: a little high
+            elapsed = max(last - started, 1e-9)
+            stream.cancel()
+            cpu_pct = round(100 * cpu_used / elapsed, 1)
+        sent = await _sent_times(exchange.port, instruments)
+    finally:
+        await collector.stop()
+        await exchange.stop()
+    latencies = [(received[k] - sent[k]) / 1e6 for k in received if k in sent]
+    if not latencies:
+        raise RuntimeError("no trade could be matched with its send time")
+    return Latency(
+        scenario=scenario,
+        rate=rate,
+        trades=len(latencies),
+        p50_ms=round(statistics.median(latencies), 3),
+        p99_ms=round(_percentile(latencies, 99), 3),
+        max_ms=round(max(latencies), 3),
+        collector_to_subscriber_p50_ms=round(statistics.median(via_collector), 3),
+        collector_to_subscriber_p99_ms=round(_percentile(via_collector, 99), 3),
+        collector_cpu_pct=cpu_pct,
+    )
+
+
+async def _sent_times(port: int, instruments: list[InstrumentId]) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    async with aiohttp.ClientSession() as session:
+        for instrument in instruments:
+            url = f"http://127.0.0.1:{port}/_replay/trades"
+            async with session.get(url, params={"instrument": instrument.key}) as response:
+                body = await response.json()
+            for row in body["trades"]:
+                if row.get("sent_ns"):
+                    out[(instrument.key, str(row["id"]))] = int(row["sent_ns"])
+    return out
+
+
+def instruments_of(market: str, count: int) -> list[InstrumentId]:
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "BNBUSDT", "ADAUSDT", "LINKUSDT"]
+    return [InstrumentId.parse(f"{market}:{s}") for s in symbols[:count]]
+
+
+async def run(seconds: float, quick: bool) -> Report:
+    """Offered rates step up until the two-process pipeline (exchange + collector) saturates 2 cores."""
+    report = Report(machine())
+    bybit_rates = (200_000.0,) if quick else (100_000.0, 150_000.0, 200_000.0)
+    for rate in bybit_rates:
+        report.throughput.append(
+            await throughput(
+                "bybit-linear x4, 100 trades/frame", instruments_of("bybit-linear", 4), rate, 100, seconds
+            )
+        )
+    if not quick:
+        for rate in (50_000.0, 100_000.0):
+            report.throughput.append(
+                await throughput(
+                    "binance-spot x4, 1 trade/frame", instruments_of("binance-spot", 4), rate, 1, seconds
+                )
+            )
+    for rate in (10_000.0,) if quick else (1_000.0, 10_000.0):
+        report.latency.append(
+            await latency("bybit-linear x4", instruments_of("bybit-linear", 4), rate, seconds)
+        )
+    if not quick:
+        report.latency.append(
+            await latency("binance-spot x4", instruments_of("binance-spot", 4), 10_000.0, seconds)
+        )
+    return report
+
+
+def table(report: Report) -> str:
+    lines = [
+        f"machine: {report.machine['cpus']} cpus, Python {report.machine['python']}, {report.machine['platform']}",
+        "",
+        "| throughput scenario | offered trades/s | delivered trades/s | batches/s | collector CPU % | exchange CPU % | reconnects |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for t in report.throughput:
+        lines.append(
+            f"| {t.scenario} | {t.offered_rate:,.0f} | {t.trades_per_s:,} | {t.batches_per_s:,} "
+            f"| {t.collector_cpu_pct} | {t.exchange_cpu_pct} | {t.reconnects} |"
+        )
+    lines += [
+        "",
+        "| latency, exchange send -> subscriber | trades | p50 ms | p99 ms | max ms | collector->subscriber p50/p99 ms | collector CPU % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for x in report.latency:
+        lines.append(
+            f"| {x.scenario} at {x.rate:,.0f} trades/s | {x.trades:,} | {x.p50_ms} | {x.p99_ms} | {x.max_ms} "
+            f"| {x.collector_to_subscriber_p50_ms} / {x.collector_to_subscriber_p99_ms} | {x.collector_cpu_pct} |"
+        )
+    return "\n".join(lines)
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    return asdict(report)
+
+
+def main(seconds: float, quick: bool) -> Report:
+    return asyncio.run(run(seconds, quick))
