@@ -32,15 +32,27 @@ def test_instruments_from_env() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"MARKETDATA_INSTRUMENTS": "binance-spot:BTCUSDT,kraken:XBTUSD"}, "MARKETDATA_INSTRUMENTS: entry 2 ('kraken:XBTUSD'): unknown market 'kraken'"),
+        (
+            {"MARKETDATA_INSTRUMENTS": "binance-spot:BTCUSDT,kraken:XBTUSD"},
+            "MARKETDATA_INSTRUMENTS: entry 2 ('kraken:XBTUSD'): unknown market 'kraken'",
+        ),
         ({"MARKETDATA_INSTRUMENTS": "BTCUSDT"}, "must be market:SYMBOL"),
         ({"MARKETDATA_INSTRUMENTS": "bybit-spot:BTC$"}, "symbol 'BTC$' is not an exchange symbol"),
         ({"MARKETDATA_INSTRUMENTS": "bybit-spot:BTCUSDT,bybit-spot:btcusdt"}, "listed twice"),
         ({"MARKETDATA_INSTRUMENTS": " , "}, "no instruments given"),
-        ({"MARKETDATA_BYBIT_WS_URL": "https://stream.bybit.com"}, "MARKETDATA_BYBIT_WS_URL: scheme must be ws or wss"),
-        ({"MARKETDATA_BINANCE_SPOT_WS_URL": "wss://stream.binance.com:9443/ws"}, "give scheme, host and port only"),
+        (
+            {"MARKETDATA_BYBIT_WS_URL": "https://stream.bybit.com"},
+            "MARKETDATA_BYBIT_WS_URL: scheme must be ws or wss",
+        ),
+        (
+            {"MARKETDATA_BINANCE_SPOT_WS_URL": "wss://stream.binance.com:9443/ws"},
+            "give scheme, host and port only",
+        ),
         ({"MARKETDATA_BINANCE_SPOT_REST_URL": "http://:80"}, "MARKETDATA_BINANCE_SPOT_REST_URL: no host"),
-        ({"MARKETDATA_COLLECTOR_PORT": "http"}, "MARKETDATA_COLLECTOR_PORT: must be a whole number, got 'http'"),
+        (
+            {"MARKETDATA_COLLECTOR_PORT": "http"},
+            "MARKETDATA_COLLECTOR_PORT: must be a whole number, got 'http'",
+        ),
         ({"MARKETDATA_COLLECTOR_PORT": "70000"}, "outside 0..65535"),
         ({"MARKETDATA_STALE_TIMEOUT_S": "0"}, "MARKETDATA_STALE_TIMEOUT_S: must be > 0"),
     ],
@@ -71,4 +83,6 @@ def test_secrets_are_masked() -> None:
 
 
 def test_readme_configuration_table_is_current() -> None:
-    assert markdown_table() in (ROOT / "README.md").read_text(), "regenerate with `marketdata config --markdown`"
+    assert markdown_table() in (ROOT / "README.md").read_text(), (
+        "regenerate with `marketdata config --markdown`"
+    )

@@ -124,9 +124,7 @@ class Settings:
     binance_spot_ws_url: str = _setting(
         "wss://stream.binance.com:9443", _ws_url, "Binance spot WebSocket base (scheme, host, port)."
     )
-    binance_spot_rest_url: str = _setting(
-        "https://api.binance.com", _http_url, "Binance spot REST base."
-    )
+    binance_spot_rest_url: str = _setting("https://api.binance.com", _http_url, "Binance spot REST base.")
     binance_futures_ws_url: str = _setting(
         "wss://fstream.binance.com",
         _ws_url,
@@ -146,9 +144,7 @@ class Settings:
         "backfill; without it USD-M backfill uses the recent-trades endpoint (last 1000 trades).",
         secret=True,
     )
-    bind_host: str = _setting(
-        "127.0.0.1", _text, "Address the services listen on (the chart sets 0.0.0.0)."
-    )
+    bind_host: str = _setting("127.0.0.1", _text, "Address the services listen on (the chart sets 0.0.0.0).")
     collector_port: int = _setting("50051", _port, "Collector gRPC port.")
     collector_metrics_port: int = _setting("9101", _port, "Collector Prometheus metrics port (/metrics).")
     collector_addr: str = _setting(

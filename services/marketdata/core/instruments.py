@@ -34,9 +34,7 @@ class MarketKey(StrEnum):
         return bool(self.exchange == common_pb2.EXCHANGE_BINANCE)
 
     @classmethod
-    def from_proto(
-        cls, exchange: common_pb2.Exchange, market: common_pb2.Market
-    ) -> MarketKey:
+    def from_proto(cls, exchange: common_pb2.Exchange, market: common_pb2.Market) -> MarketKey:
         for key in cls:
             if key.exchange == exchange and key.market == market:
                 return key
@@ -100,9 +98,7 @@ class InstrumentId:
 def parse_symbol(text: str) -> str:
     symbol = text.strip().upper()
     if not _SYMBOL.match(symbol):
-        raise ValueError(
-            f"symbol {text!r} is not an exchange symbol (letters and digits, e.g. BTCUSDT)"
-        )
+        raise ValueError(f"symbol {text!r} is not an exchange symbol (letters and digits, e.g. BTCUSDT)")
     return symbol
 
 

@@ -134,7 +134,9 @@ class _StreamDetachFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.getMessage() == "Failed to detach context" and "GeneratorExit" in _exc_text(record))
+        return not (
+            record.getMessage() == "Failed to detach context" and "GeneratorExit" in _exc_text(record)
+        )
 
 
 def _exc_text(record: logging.LogRecord) -> str:

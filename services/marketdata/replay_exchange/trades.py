@@ -13,7 +13,17 @@ from marketdata.replay_exchange.specs import InstrumentSpec
 class Trade:
     """One trade with its wire text already formatted (prices and sizes exactly as the exchange prints)."""
 
-    __slots__ = ("bybit_seq", "is_buy", "price", "qty", "sent", "sent_ns", "tick_direction", "time_ms", "trade_id")
+    __slots__ = (
+        "bybit_seq",
+        "is_buy",
+        "price",
+        "qty",
+        "sent",
+        "sent_ns",
+        "tick_direction",
+        "time_ms",
+        "trade_id",
+    )
 
     def __init__(
         self,
