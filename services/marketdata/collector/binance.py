@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from marketdata.collector.frames import (
     IGNORED,
     Frame,
@@ -24,6 +22,7 @@ from marketdata.collector.frames import (
     Trade,
     decimal_text,
     integer,
+    json_object,
 )
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import common_pb2
@@ -53,12 +52,7 @@ class BinanceFrameParser:
         self._by_symbol = dict(instruments)
 
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
-        try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise FrameError(f"not JSON: {exc}") from None
-        if type(message) is not dict:
-            raise FrameError("frame is not a JSON object")
+        message = json_object(text)
         data = message.get("data", message)
         if type(data) is not dict:
             raise FrameError("`data` is not an object")

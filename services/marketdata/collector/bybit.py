@@ -25,19 +25,27 @@ from marketdata.collector.frames import (
     Trade,
     decimal_text,
     integer,
+    json_object,
 )
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import common_pb2
 
 WEBSOCKET = common_pb2.TRADE_SOURCE_WEBSOCKET
 REST_BACKFILL = common_pb2.TRADE_SOURCE_REST_BACKFILL
-_SIDES = {"Buy": common_pb2.SIDE_BUY, "Sell": common_pb2.SIDE_SELL}
+_SIDES: dict[str, common_pb2.Side] = {"Buy": common_pb2.SIDE_BUY, "Sell": common_pb2.SIDE_SELL}
 
 SPOT_ARGS_PER_REQUEST = 10
 # Linear has no documented args limit, but one request per 10 topics keeps acks small and failures
 # local; the connection itself carries up to this many instruments.
 MAX_TOPICS_PER_CONNECTION = 100
 TOPIC_PREFIX = "publicTrade."
+
+
+def _side(value: object, name: str) -> common_pb2.Side:
+    side = _SIDES.get(value) if isinstance(value, str) else None
+    if side is None:
+        raise FrameError(f"{name} is not Buy or Sell: {value!r}")
+    return side
 
 
 def category(market: MarketKey) -> str:
@@ -72,12 +80,7 @@ class BybitFrameParser:
         self._by_topic = {TOPIC_PREFIX + symbol: i for symbol, i in instruments.items()}
 
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
-        try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise FrameError(f"not JSON: {exc}") from None
-        if type(message) is not dict:
-            raise FrameError("frame is not a JSON object")
+        message = json_object(text)
         topic = message.get("topic")
         if topic is not None:
             instrument = self._by_topic.get(topic)
@@ -105,9 +108,7 @@ class BybitFrameParser:
             if type(row) is not dict:
                 raise FrameError("publicTrade row is not an object")
             try:
-                side = _SIDES.get(row["S"])
-                if side is None:
-                    raise FrameError(f"S is not Buy or Sell: {row['S']!r}")
+                side = _side(row["S"], "S")
                 trade_id = row["i"]
                 if type(trade_id) is not str or not trade_id:
                     raise FrameError(f"i is not a trade id: {trade_id!r}")
@@ -150,9 +151,7 @@ def parse_recent_trades(body: object, receive_ns: int) -> list[common_pb2.Trade]
         if not isinstance(row, dict):
             raise FrameError("recent-trade row is not an object")
         try:
-            side = _SIDES.get(row["side"])
-            if side is None:
-                raise FrameError(f"side is not Buy or Sell: {row['side']!r}")
+            side = _side(row["side"], "side")
             trades.append(
                 Trade(
                     trade_id=str(row["execId"]),

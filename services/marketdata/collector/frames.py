@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum, auto
+from typing import Any
+
+import orjson
 
 from marketdata.core.instruments import InstrumentId
 from marketdata.v1 import common_pb2
@@ -54,3 +57,14 @@ def integer(value: object, name: str) -> int:
     if type(value) is str and value.isdigit():
         return int(value)
     raise FrameError(f"{name} is not an integer: {value!r}")
+
+
+def json_object(text: str | bytes) -> dict[str, Any]:
+    """The frame as a JSON object, or FrameError saying why not."""
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(f"not JSON: {exc}") from None
+    if type(message) is not dict:
+        raise FrameError("frame is not a JSON object")
+    return message

@@ -156,18 +156,23 @@ class ConsecutiveIdSequencer(_Base):
         """Give up on the ids before the first held trade: record them, deliver what is held."""
         if not self._held or self._next is None:
             return
-        first_held = min(self._held)
-        missing = first_held - self._next
-        gap = self._new_gap(common_pb2.GAP_KIND_TRADE_ID, reason)
-        gap.first_missing_trade_id = str(self._next)
-        gap.last_missing_trade_id = str(first_held - 1)
-        gap.missing_trades = missing
-        gap.to_time_ms = self._held[first_held].exchange_time_ms
-        gap.from_time_ms = self._stats.last_exchange_time_ms
+        gap = self._id_gap(reason)
         self._feed.open_gap(gap)
         self._feed.close_gap(gap, repaired=False)
-        self._next = first_held
+        self._next = min(self._held)
         self._drain(out)
+
+    def _id_gap(self, detail: str) -> common_pb2.TradeGap:
+        """A gap from the next expected id to just before the first held trade."""
+        assert self._next is not None and self._held
+        first_held = min(self._held)
+        gap = self._new_gap(common_pb2.GAP_KIND_TRADE_ID, detail)
+        gap.first_missing_trade_id = str(self._next)
+        gap.last_missing_trade_id = str(first_held - 1)
+        gap.missing_trades = first_held - self._next
+        gap.from_time_ms = self._stats.last_exchange_time_ms
+        gap.to_time_ms = self._held[first_held].exchange_time_ms
+        return gap
 
     async def _repair(self) -> None:
         try:
@@ -180,17 +185,8 @@ class ConsecutiveIdSequencer(_Base):
 
     async def _repair_first_hole(self) -> None:
         assert self._next is not None
-        first_missing = self._next
-        first_held = min(self._held)
-        last_missing = first_held - 1
-        gap = self._new_gap(
-            common_pb2.GAP_KIND_TRADE_ID, f"trade ids {first_missing}..{last_missing} missing"
-        )
-        gap.first_missing_trade_id = str(first_missing)
-        gap.last_missing_trade_id = str(last_missing)
-        gap.missing_trades = first_held - first_missing
-        gap.from_time_ms = self._stats.last_exchange_time_ms
-        gap.to_time_ms = self._held[first_held].exchange_time_ms
+        last_missing = min(self._held) - 1
+        gap = self._id_gap(f"trade ids {self._next}..{last_missing} missing")
         self._feed.open_gap(gap)
         self._stats.repairing = True
         loop = asyncio.get_running_loop()
