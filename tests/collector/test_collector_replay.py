@@ -222,7 +222,7 @@ async def test_metrics_endpoint_reports_feed_counters() -> None:
             in text
         )
         assert 'marketdata_collector_connections{feed="binance-spot"} 1.0' in text
-        assert "marketdata_collector_batch_trades_bucket" in text
+        assert 'marketdata_collector_batch_trades_bucket{feed="binance-spot"' in text
         assert 'grpc_server_started_total{grpc_method="StreamTrades"' in text
 
 

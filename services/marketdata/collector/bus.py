@@ -30,6 +30,7 @@ class BusMetrics:
         self.batch_trades = Histogram(
             "marketdata_collector_batch_trades",
             "Trades per delivered micro-batch",
+            labelnames=["feed"],
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
             registry=registry,
         )
@@ -87,6 +88,7 @@ class TradeBus:
         self._capacity = subscriber_capacity
         self._pending: dict[InstrumentId, list[common_pb2.Trade]] = {}
         self._instrument_protos: dict[InstrumentId, common_pb2.Instrument] = {}
+        self._batch_sizes: dict[InstrumentId, Histogram] = {}
         self._subscribers: list[Subscription] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,7 +115,12 @@ class TradeBus:
             self._send(instrument, trades)
 
     def _send(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:
-        self.metrics.batch_trades.observe(len(trades))
+        batch_sizes = self._batch_sizes.get(instrument)
+        if batch_sizes is None:
+            batch_sizes = self._batch_sizes[instrument] = self.metrics.batch_trades.labels(
+                instrument.market.value
+            )
+        batch_sizes.observe(len(trades))
         if not self._subscribers:
             return
         targets = [s for s in self._subscribers if s.wants(instrument)]

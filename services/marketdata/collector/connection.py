@@ -100,6 +100,8 @@ class FeedConnection:
     def _mark_subscribed(self) -> None:
         # Called synchronously when the last acknowledgement is read, before any trade of the new
         # subscription is handled, so sequencers can hold those trades while they backfill.
+        if self.subscribed.is_set():
+            return
         self.subscribed.set()
         if self._on_subscribed is not None:
             self._on_subscribed()
@@ -157,6 +159,10 @@ class FeedConnection:
                     self._parse_error(str(exc), text)
                     continue
                 if frame.kind is FrameKind.TRADES:
+                    if not self.subscribed.is_set():
+                        # Data proves the subscription even if an acknowledgement was lost or
+                        # never sent; mark it first so sequencers see the (re)connect before its trades.
+                        self._mark_subscribed()
                     if frame.trades:
                         self._on_trades(frame.instrument, frame.trades)  # type: ignore[arg-type]
                         self.first_data.set()
