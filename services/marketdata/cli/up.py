@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -17,6 +19,7 @@ from marketdata.core.config import ConfigError, Settings, env_name, load_setting
 
 REPLAY_RATE = 20.0  # trades/s per instrument of the offline demo's synthetic market
 START_TIMEOUT_S = 20.0
+PR_SET_PDEATHSIG = 1
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -64,18 +67,28 @@ async def _wait_port(host: str, port: int, child: Child) -> None:
     raise RuntimeError(f"{child.name} did not open {host}:{port} within {START_TIMEOUT_S:.0f} s")
 
 
+def _child_setup() -> None:
+    """In each child: its own process group, so a terminal's Ctrl-C reaches only `up`, which stops
+    the children in order (a second signal would make them drop their graceful shutdown); and, on
+    Linux, SIGTERM when `up` itself dies, so no service is left orphaned."""
+    os.setpgrp()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 async def _spawn(name: str, args: list[str], env: dict[str, str], where: str) -> Child:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "marketdata.cli.main", *args, env=env, start_new_session=False
+        sys.executable, "-m", "marketdata.cli.main", *args, env=env, preexec_fn=_child_setup
     )
     return Child(name, process, where)
 
 
 async def _stop(children: list[Child]) -> None:
+    """Consumers first, one at a time: the collector stops before the exchange it reads from."""
     for child in reversed(children):
         if child.process.returncode is None:
             child.process.send_signal(signal.SIGTERM)
-    for child in reversed(children):
         try:
             await asyncio.wait_for(child.process.wait(), timeout=10)
         except TimeoutError:
