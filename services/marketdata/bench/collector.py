@@ -88,6 +88,8 @@ async def _stack(
         "MARKETDATA_COLLECTOR_PORT": str(grpc_port),
         "MARKETDATA_COLLECTOR_METRICS_PORT": str(metrics_port),
         "MARKETDATA_LOG_LEVEL": "WARNING",
+        # trade-only figures: books add depth traffic on the same connections (see bench book)
+        "MARKETDATA_BOOK_INSTRUMENTS": "none",
     }
     for name in ("BINANCE_SPOT", "BINANCE_FUTURES", "BYBIT"):
         env[f"MARKETDATA_{name}_WS_URL"] = f"ws://127.0.0.1:{replay_port}"

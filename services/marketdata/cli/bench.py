@@ -16,6 +16,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     collector.add_argument("--quick", action="store_true", help="one throughput and one latency scenario")
     collector.add_argument("--out", default="bench-results/collector.json", help="where to write the JSON")
     collector.set_defaults(handler=run_collector)
+    book = areas.add_parser(
+        "book", help="order-book level updates applied/s, and GetOrderBook(depth 20) latency over loopback"
+    )
+    book.add_argument("--events", type=int, default=20000, help="depth events per apply scenario")
+    book.add_argument("--calls", type=int, default=5000, help="GetOrderBook calls per latency scenario")
+    book.add_argument("--quick", action="store_true", help="one apply and one latency scenario")
+    book.add_argument("--out", default="bench-results/book.json", help="where to write the JSON")
+    book.set_defaults(handler=run_book)
+    storage = areas.add_parser(
+        "storage", help="embedded store: ingest trades/s, 24 h footprint query latency, trades streamed back"
+    )
+    storage.add_argument("--trades", type=int, default=1_000_000, help="trades to ingest (24 h)")
+    storage.add_argument("--rounds", type=int, default=50, help="footprint queries to time")
+    storage.add_argument(
+        "--synchronous", choices=("FULL", "NORMAL"), default="FULL", help="SQLite synchronous"
+    )
+    storage.add_argument("--out", default="bench-results/storage.json", help="where to write the JSON")
+    storage.set_defaults(handler=run_storage)
 
 
 def run_collector(args: argparse.Namespace) -> int:
@@ -26,5 +44,29 @@ def run_collector(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(collector.as_json(report), indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def run_storage(args: argparse.Namespace) -> int:
+    from marketdata.bench import storage
+
+    report = storage.main(args.trades, args.rounds, args.synchronous)
+    print(storage.table(report))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(storage.as_json(report), indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def run_book(args: argparse.Namespace) -> int:
+    from marketdata.bench import book
+
+    report = book.main(args.events, args.calls, args.quick)
+    print(book.table(report))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(book.as_json(report), indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0

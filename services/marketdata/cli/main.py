@@ -10,11 +10,12 @@ from collections.abc import Sequence
 
 from marketdata.core.config import ConfigError, Settings, load_settings, markdown_table
 
-SERVICES = ("collector",)  # later issues add storage, volume-profile, order-flow, mcp
+SERVICES = ("collector", "storage")  # later issues add volume-profile, order-flow, mcp
 
 
 def _parser() -> argparse.ArgumentParser:
     from marketdata.cli import bench, record, tail, up
+    from marketdata.cli import storage as storage_cli
     from marketdata.replay_exchange import cli as replay_cli
 
     parser = argparse.ArgumentParser(
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     tail.configure_parser(commands.add_parser("tail", help="print live data from a running collector"))
     record.configure_parser(commands.add_parser("record", help="capture raw exchange frames to a file"))
     bench.configure_parser(commands.add_parser("bench", help="benchmarks (figures, not tests)"))
+    storage_cli.configure_parser(
+        commands.add_parser("storage", help="storage maintenance: retention cleanup, restore from archive")
+    )
 
     config = commands.add_parser("config", help="print the effective configuration")
     config.add_argument("--markdown", action="store_true", help="print the README's configuration table")
@@ -61,6 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "serve":
         settings = load_or_exit()
+        if args.service == "storage":
+            from marketdata.storage.server import run_storage
+
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_storage(settings))
+            return 0
         from marketdata.collector.server import run_collector
 
         with contextlib.suppress(KeyboardInterrupt):

@@ -100,16 +100,14 @@ async def up(settings: Settings, replay: str | None, replay_rate: float) -> int:
     env = dict(os.environ)
     host = "127.0.0.1"
     children: list[Child] = []
-    for port, what in [
-        (settings.collector_port, "collector gRPC"),
-        (settings.collector_metrics_port, "collector metrics"),
+    for port, what, setting in [
+        (settings.collector_port, "collector gRPC", "collector_port"),
+        (settings.collector_metrics_port, "collector metrics", "collector_metrics_port"),
+        (settings.storage_port, "storage gRPC", "storage_port"),
+        (settings.storage_metrics_port, "storage metrics", "storage_metrics_port"),
     ]:
         if not _port_free(settings.bind_host, port):
-            print(
-                f"marketdata up: port {port} ({what}) is in use; set {env_name('collector_port')} "
-                f"/ {env_name('collector_metrics_port')}",
-                file=sys.stderr,
-            )
+            print(f"marketdata up: port {port} ({what}) is in use; set {env_name(setting)}", file=sys.stderr)
             return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -140,6 +138,19 @@ async def up(settings: Settings, replay: str | None, replay_rate: float) -> int:
             for name in ("binance_spot", "binance_futures", "bybit"):
                 env[env_name(f"{name}_ws_url")] = f"ws://{host}:{port}"
                 env[env_name(f"{name}_rest_url")] = f"http://{host}:{port}"
+        # Storage first (the embedded store in the data directory unless MARKETDATA_STORAGE_URI says
+        # otherwise), then the collector, wired to it.
+        storage = await _spawn(
+            "storage",
+            ["serve", "storage"],
+            env,
+            f"grpc {settings.bind_host}:{settings.storage_port}, "
+            f"metrics http://{settings.bind_host}:{settings.storage_metrics_port}/metrics, "
+            f"store {_describe_store(settings)}",
+        )
+        children.append(storage)
+        await _wait_port(settings.bind_host, settings.storage_port, storage)
+        env[env_name("storage_addr")] = f"{host}:{settings.storage_port}"
         collector = await _spawn(
             "collector",
             ["serve", "collector"],
@@ -178,6 +189,12 @@ async def up(settings: Settings, replay: str | None, replay_rate: float) -> int:
         return 1
     finally:
         await _stop(children)
+
+
+def _describe_store(settings: Settings) -> str:
+    from marketdata.storage.backends import describe, storage_uri
+
+    return describe(storage_uri(settings))
 
 
 def run(args: argparse.Namespace) -> int:

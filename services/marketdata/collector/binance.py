@@ -6,7 +6,10 @@ Protocol facts (shared/reference/collectors.md §3a, §3b):
   acknowledges and then stays silent, so the path matters;
 - `m` is "buyer is maker": true means the taker SOLD;
 - the server pings (spot every 20 s, futures every 3 min) and cuts connections at 24 h; since
-  2026-05 spot announces `serverShutdown` first.
+  2026-05 spot announces `serverShutdown` first;
+- books: diff depth `<symbol>@depth@100ms` (USD-M on `/public` too; USD-M events carry `pu`, the
+  previous event's `u`) plus REST snapshots `/api/v3/depth`, `/fapi/v1/depth`, whose request weight
+  grows with `limit`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from marketdata.collector.frames import (
     IGNORED,
+    BookUpdate,
     Frame,
     FrameError,
     FrameKind,
@@ -35,21 +39,37 @@ REST_BACKFILL = common_pb2.TRADE_SOURCE_REST_BACKFILL
 # Binance allows 1024 streams per connection; peers cap at 200, the older limit, which keeps URLs
 # short and a reconnect's blast radius small.
 MAX_STREAMS_PER_CONNECTION = 200
+DEPTH_STREAM = "@depth@100ms"
 
 
-def stream_url(market: MarketKey, ws_base: str, instruments: Sequence[InstrumentId]) -> str:
-    """The combined-stream URL carrying the raw `@trade` stream of each instrument."""
-    streams = "/".join(f"{i.symbol.lower()}@trade" for i in instruments)
+def stream_url(
+    market: MarketKey,
+    ws_base: str,
+    instruments: Sequence[InstrumentId],
+    books: Sequence[InstrumentId] = (),
+) -> str:
+    """The combined-stream URL carrying the raw `@trade` stream of each instrument and the diff
+    depth stream of each instrument in `books`."""
+    names = [f"{i.symbol.lower()}@trade" for i in instruments]
+    names += [f"{i.symbol.lower()}{DEPTH_STREAM}" for i in books]
     route = "/public" if market == MarketKey.BINANCE_FUTURES else ""
-    return f"{ws_base}{route}/stream?streams={streams}"
+    return f"{ws_base}{route}/stream?streams={'/'.join(names)}"
 
 
 class BinanceFrameParser:
-    """Parses frames of one connection; `instruments` maps the exchange symbol to our id."""
+    """Parses frames of one connection; `instruments` maps the exchange symbol to our id, `books`
+    the symbols whose depth stream the connection carries."""
 
-    def __init__(self, market: MarketKey, instruments: Mapping[str, InstrumentId]) -> None:
+    def __init__(
+        self,
+        market: MarketKey,
+        instruments: Mapping[str, InstrumentId],
+        books: Mapping[str, InstrumentId] | None = None,
+    ) -> None:
         self._market = market
         self._by_symbol = dict(instruments)
+        self._books = dict(books or {})
+        self._futures = market == MarketKey.BINANCE_FUTURES
 
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
         message = json_object(text)
@@ -61,6 +81,8 @@ class BinanceFrameParser:
             return self._trades(data, receive_ns, aggregated=False)
         if event == "aggTrade":
             return self._trades(data, receive_ns, aggregated=True)
+        if event == "depthUpdate" and self._books:
+            return self._depth(data, receive_ns)
         if event == "serverShutdown":
             return Frame(FrameKind.SHUTDOWN, detail="serverShutdown")
         if "result" in message and "id" in message:
@@ -94,6 +116,41 @@ class BinanceFrameParser:
         if type(maker) is not bool:
             raise FrameError(f"m is not a boolean: {maker!r}")
         return Frame(FrameKind.TRADES, instrument, [trade])
+
+    def _depth(self, data: dict[str, Any], receive_ns: int) -> Frame:
+        symbol = data.get("s")
+        instrument = self._books.get(symbol)  # type: ignore[arg-type]
+        if instrument is None:
+            return Frame(
+                FrameKind.BOOK_INVALID, detail=f"depthUpdate for a symbol without a book: {symbol!r}"
+            )
+        first, last, bids, asks = data.get("U"), data.get("u"), data.get("b"), data.get("a")
+        prev = data.get("pu", -1) if self._futures else -1
+        event_ms = data.get("E", 0)
+        if type(first) is not int or type(last) is not int or first > last or first < 0:
+            problem = f"U/u are not an update-id range: {first!r}, {last!r}"
+        elif type(prev) is not int:
+            problem = f"pu is not an update id: {prev!r}"
+        elif self._futures and "pu" not in data:
+            problem = "USD-M depthUpdate lacks pu"
+        elif type(bids) is not list or type(asks) is not list:
+            problem = "b/a are not lists of levels"
+        elif type(event_ms) is not int:
+            problem = f"E is not an integer: {event_ms!r}"
+        else:
+            exchange_ms = data.get("T", event_ms)
+            update = BookUpdate(
+                first,
+                last,
+                prev,
+                bids,
+                asks,
+                exchange_ms if type(exchange_ms) is int else event_ms,
+                event_ms,
+                receive_ns,
+            )
+            return Frame(FrameKind.BOOK, instrument, book=update)
+        return Frame(FrameKind.BOOK_INVALID, instrument, detail=problem)
 
 
 def rest_trades_path(market: MarketKey, *, with_api_key: bool) -> str:
@@ -145,3 +202,47 @@ def parse_rest_trades(market: MarketKey, body: object, receive_ns: int) -> list[
             raise FrameError(f"trades row lacks field {exc.args[0]}") from None
     out.sort(key=lambda pair: pair[0])
     return out
+
+
+def depth_path(market: MarketKey) -> str:
+    return "/api/v3/depth" if market == MarketKey.BINANCE_SPOT else "/fapi/v1/depth"
+
+
+def depth_weight(market: MarketKey, limit: int) -> int:
+    """Request weight of a REST depth snapshot (spot: rest-api.md; USD-M: the depth endpoint's table)."""
+    if market == MarketKey.BINANCE_SPOT:
+        if limit <= 100:
+            return 5
+        if limit <= 500:
+            return 25
+        if limit <= 1000:
+            return 50
+        return 250
+    if limit <= 50:
+        return 2
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 10
+    return 20
+
+
+def depth_limits(market: MarketKey) -> tuple[int, ...]:
+    """The `limit` values the depth endpoint takes (spot takes any value up to 5000)."""
+    if market == MarketKey.BINANCE_SPOT:
+        return (5, 10, 20, 50, 100, 500, 1000, 5000)
+    return (5, 10, 20, 50, 100, 500, 1000)
+
+
+def parse_depth_snapshot(body: object) -> tuple[int, list[Any], list[Any], int]:
+    """(lastUpdateId, bids, asks, exchange time ms or 0) of a depth snapshot; FrameError if it is not one."""
+    if not isinstance(body, dict):
+        raise FrameError(f"depth snapshot is not an object: {str(body)[:200]}")
+    last = body.get("lastUpdateId")
+    bids, asks = body.get("bids"), body.get("asks")
+    if type(last) is not int or last < 0:
+        raise FrameError(f"depth snapshot lastUpdateId is not an update id: {last!r}")
+    if type(bids) is not list or type(asks) is not list:
+        raise FrameError("depth snapshot bids/asks are not lists")
+    time_ms = body.get("T", body.get("E", 0))
+    return last, bids, asks, time_ms if type(time_ms) is int else 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -90,6 +90,7 @@ class TradeBus:
         self._instrument_protos: dict[InstrumentId, common_pb2.Instrument] = {}
         self._batch_sizes: dict[InstrumentId, Histogram] = {}
         self._subscribers: list[Subscription] = []
+        self._sinks: list[Callable[[InstrumentId, list[common_pb2.Trade]], None]] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics = BusMetrics(registry)
@@ -121,6 +122,8 @@ class TradeBus:
                 instrument.market.value
             )
         batch_sizes.observe(len(trades))
+        for sink in self._sinks:
+            sink(instrument, trades)
         if not self._subscribers:
             return
         targets = [s for s in self._subscribers if s.wants(instrument)]
@@ -134,6 +137,10 @@ class TradeBus:
         ).SerializeToString()
         for subscription in targets:
             subscription.put(message)
+
+    def add_sink(self, sink: Callable[[InstrumentId, list[common_pb2.Trade]], None]) -> None:
+        """Also hand every flushed batch to `sink` (e.g. the storage writer), before serialization."""
+        self._sinks.append(sink)
 
     def subscribe(self, instruments: Collection[InstrumentId] | None) -> Subscription:
         subscription = Subscription(instruments, self._capacity, self.metrics)

@@ -6,7 +6,9 @@ Protocol facts (shared/reference/collectors.md §3c):
 - the client keeps the connection alive with {"op":"ping"} every 20 s;
 - publicTrade `S` is the taker side; one push may carry up to 1024 trades and be split into
   several messages with the same `seq`; ids are UUIDs on linear, so gaps cannot be seen from ids;
-- `/v5/market/recent-trade` returns only the last 60 (spot) or 1000 (linear) trades.
+- `/v5/market/recent-trade` returns only the last 60 (spot) or 1000 (linear) trades;
+- books: `orderbook.{1,50,200,1000}.<SYMBOL>` sends a snapshot after subscribing, then deltas whose
+  `u` rises by one; a new snapshot (or `u`=1 after a service restart) replaces the book.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import orjson
 from marketdata.collector.frames import (
     IGNORED,
     PONG,
+    BookUpdate,
     Frame,
     FrameError,
     FrameKind,
@@ -39,6 +42,11 @@ SPOT_ARGS_PER_REQUEST = 10
 # local; the connection itself carries up to this many instruments.
 MAX_TOPICS_PER_CONNECTION = 100
 TOPIC_PREFIX = "publicTrade."
+BOOK_DEPTHS = (1, 50, 200, 1000)
+
+
+def book_topic(symbol: str, depth: int) -> str:
+    return f"orderbook.{depth}.{symbol}"
 
 
 def _side(value: object, name: str) -> common_pb2.Side:
@@ -56,10 +64,17 @@ def stream_url(market: MarketKey, ws_base: str) -> str:
     return f"{ws_base}/v5/public/{category(market)}"
 
 
-def subscribe_requests(instruments: Sequence[InstrumentId], first_req_id: int) -> list[str]:
-    """Subscribe requests of at most SPOT_ARGS_PER_REQUEST topics each (the spot limit)."""
+def subscribe_requests(
+    instruments: Sequence[InstrumentId],
+    first_req_id: int,
+    books: Sequence[InstrumentId] = (),
+    book_depth: int = 200,
+) -> list[str]:
+    """Subscribe requests of at most SPOT_ARGS_PER_REQUEST topics each (the spot limit): the trade
+    topic of every instrument, then the order-book topic of every instrument in `books`."""
     requests = []
     topics = [TOPIC_PREFIX + i.symbol for i in instruments]
+    topics += [book_topic(i.symbol, book_depth) for i in books]
     for n, start in enumerate(range(0, len(topics), SPOT_ARGS_PER_REQUEST)):
         chunk = topics[start : start + SPOT_ARGS_PER_REQUEST]
         requests.append(
@@ -72,12 +87,28 @@ def ping_request(req_id: int) -> str:
     return f'{{"req_id":"ping-{req_id}","op":"ping"}}'
 
 
-class BybitFrameParser:
-    """Parses frames of one connection; `instruments` maps the exchange symbol to our id."""
+def resubscribe_requests(topic: str, req_id: int) -> list[str]:
+    """Unsubscribe and subscribe one topic again: Bybit answers a subscription with a fresh snapshot."""
+    return [
+        orjson.dumps({"req_id": f"unsub-{req_id}", "op": "unsubscribe", "args": [topic]}).decode(),
+        orjson.dumps({"req_id": f"resub-{req_id}", "op": "subscribe", "args": [topic]}).decode(),
+    ]
 
-    def __init__(self, market: MarketKey, instruments: Mapping[str, InstrumentId]) -> None:
+
+class BybitFrameParser:
+    """Parses frames of one connection; `instruments` maps the exchange symbol to our id, `books`
+    the symbols whose order-book topic (of `book_depth`) the connection carries."""
+
+    def __init__(
+        self,
+        market: MarketKey,
+        instruments: Mapping[str, InstrumentId],
+        books: Mapping[str, InstrumentId] | None = None,
+        book_depth: int = 200,
+    ) -> None:
         self._market = market
         self._by_topic = {TOPIC_PREFIX + symbol: i for symbol, i in instruments.items()}
+        self._books = {book_topic(symbol, book_depth): i for symbol, i in (books or {}).items()}
 
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
         message = json_object(text)
@@ -85,6 +116,8 @@ class BybitFrameParser:
         if topic is not None:
             instrument = self._by_topic.get(topic)
             if instrument is None:
+                if self._books and type(topic) is str and topic.startswith("orderbook."):
+                    return self._book(topic, message, receive_ns)
                 return IGNORED
             return Frame(FrameKind.TRADES, instrument, self._trades(message, receive_ns))
         op = message.get("op")
@@ -95,6 +128,40 @@ class BybitFrameParser:
                 return Frame(FrameKind.SUBSCRIBED)
             return Frame(FrameKind.REJECTED, detail=str(message.get("ret_msg", "subscribe refused")))
         return IGNORED
+
+    def _book(self, topic: str, message: dict[str, Any], receive_ns: int) -> Frame:
+        instrument = self._books.get(topic)
+        if instrument is None:
+            return Frame(FrameKind.BOOK_INVALID, detail=f"order-book topic without a book: {topic!r}")
+        data, kind, ts = message.get("data"), message.get("type"), message.get("ts", 0)
+        if type(data) is not dict:
+            problem = "orderbook `data` is not an object"
+        elif kind not in ("snapshot", "delta"):
+            problem = f"orderbook type is neither snapshot nor delta: {kind!r}"
+        elif type(ts) is not int:
+            problem = f"ts is not an integer: {ts!r}"
+        else:
+            update_id, bids, asks = data.get("u"), data.get("b"), data.get("a")
+            seq, cts = data.get("seq", 0), message.get("cts", ts)
+            if type(update_id) is not int or update_id < 1:
+                problem = f"u is not an update id: {update_id!r}"
+            elif type(bids) is not list or type(asks) is not list:
+                problem = "b/a are not lists of levels"
+            else:
+                update = BookUpdate(
+                    update_id,
+                    update_id,
+                    -1,
+                    bids,
+                    asks,
+                    cts if type(cts) is int else ts,
+                    ts,
+                    receive_ns,
+                    snapshot=kind == "snapshot",
+                    cross_sequence=seq if type(seq) is int else 0,
+                )
+                return Frame(FrameKind.BOOK, instrument, book=update)
+        return Frame(FrameKind.BOOK_INVALID, instrument, detail=problem)
 
     def _trades(self, message: dict[str, Any], receive_ns: int) -> list[common_pb2.Trade]:
         rows = message.get("data")

@@ -1,4 +1,5 @@
-"""The collector's engine: feeds per market -> per-instrument sequencers -> the trade bus.
+"""The collector's engine: feeds per market -> per-instrument sequencers -> the trade bus, and
+depth frames -> the book manager (collector/books/).
 
 No gRPC here (see service.py): this is what `marketdata record` and the tests drive directly too.
 """
@@ -14,6 +15,9 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from marketdata.collector import bybit
+from marketdata.collector.books import BookManager
+from marketdata.collector.books.manager import SnapshotSink
+from marketdata.collector.books.metrics import BookStatsExporter
 from marketdata.collector.bus import TradeBus
 from marketdata.collector.connection import RawSink
 from marketdata.collector.feed import Feed
@@ -24,6 +28,7 @@ from marketdata.collector.sequencer import (
     Sequencer,
 )
 from marketdata.collector.stats import FeedStats, FeedStatsExporter
+from marketdata.collector.storage_writer import StorageWriter
 from marketdata.core.config import Settings
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import common_pb2
@@ -46,16 +51,30 @@ class Collector:
         for instrument in self.instruments:
             self.stats[instrument.market].instrument(instrument)
         registry.register(FeedStatsExporter(self.stats.values()))
+        # Order books (MARKETDATA_BOOK_INSTRUMENTS); None when no instrument has one.
+        self.books: BookManager | None = None
+        if settings.books():
+            self.books = BookManager(settings, settings.books())
+            registry.register(BookStatsExporter(self.books))
+        # Every flushed trade batch also goes to storage when MARKETDATA_STORAGE_ADDR is set.
+        self.storage: StorageWriter | None = None
+        if settings.storage_addr:
+            self.storage = StorageWriter(settings, registry, self.instruments)
+            self.bus.add_sink(self.storage.on_trades)
         self._raw_sink = raw_sink or {}
         self._sequencers: dict[InstrumentId, Sequencer] = {}
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self.storage is not None:
+            await self.storage.start()
+            self.set_book_snapshot_sink(self.storage.write_book_snapshots)
         self._session = aiohttp.ClientSession()
         rest = ExchangeRest(self._session, self.settings)
         for instrument in self.instruments:
             self._sequencers[instrument] = self._sequencer(instrument, rest)
+        books = self.books
         feeds = [
             Feed(
                 market,
@@ -66,9 +85,16 @@ class Collector:
                 self._on_trades,
                 self._on_connected,
                 self._raw_sink.get(market),
+                books=books.instruments if books is not None else (),
+                on_book=books.on_frame if books is not None else None,
+                on_disconnected=books.on_disconnected if books is not None else None,
             )
             for market in self.markets
         ]
+        if books is not None:
+            for feed in feeds:
+                books.set_resubscriber(feed.market, feed.resubscribe_book)
+            books.start(rest)
         self._task = asyncio.create_task(self._run(feeds), name="collector")
         log.info(
             "collector started",
@@ -110,6 +136,14 @@ class Collector:
     def _on_connected(self, instruments: Sequence[InstrumentId]) -> None:
         for instrument in instruments:
             self._sequencers[instrument].on_connected()
+        if self.books is not None:
+            self.books.on_connected(instruments)
+
+    def set_book_snapshot_sink(self, sink: SnapshotSink | None) -> None:
+        """Hand periodic top-of-book snapshots (MARKETDATA_BOOK_SNAPSHOT_INTERVAL_S, top
+        MARKETDATA_BOOK_SNAPSHOT_DEPTH levels) to `sink`, e.g. StorageWriter.write_book_snapshots."""
+        if self.books is not None:
+            self.books.set_snapshot_sink(sink)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -118,7 +152,11 @@ class Collector:
                 await self._task
         for sequencer in self._sequencers.values():
             await sequencer.close()
+        if self.books is not None:
+            await self.books.stop()
         self.bus.close()
+        if self.storage is not None:
+            await self.storage.stop()
         if self._session is not None:
             await self._session.close()
         for stats in self.stats.values():

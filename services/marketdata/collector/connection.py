@@ -49,6 +49,7 @@ class ConnectionPlan:
 
 TradesSink = Callable[[InstrumentId, list], None]  # type: ignore[type-arg]
 RawSink = Callable[[int, str], None]
+BookSink = Callable[[Frame], None]  # BOOK and BOOK_INVALID frames
 
 
 class FeedConnection:
@@ -61,8 +62,10 @@ class FeedConnection:
         stale_timeout_s: float,
         raw_sink: RawSink | None = None,
         on_subscribed: Callable[[], None] | None = None,
+        on_book: BookSink | None = None,
     ) -> None:
         self.id = next(_ids)
+        self._on_book = on_book
         self._on_subscribed = on_subscribed
         self.reader: asyncio.Task[str] | None = None
         self.plan = plan
@@ -128,6 +131,17 @@ class FeedConnection:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.close()
 
+    async def send_text(self, text: str) -> bool:
+        """Send a request on the open connection (e.g. a Bybit resubscription); False if it is closed."""
+        ws = self._ws
+        if ws is None or ws.closed:
+            return False
+        try:
+            await ws.send_str(text)
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            return False
+        return True
+
     async def close(self) -> None:
         ws, self._ws = self._ws, None
         if ws is not None:
@@ -166,6 +180,11 @@ class FeedConnection:
                     if frame.trades:
                         self._on_trades(frame.instrument, frame.trades)  # type: ignore[arg-type]
                         self.first_data.set()
+                elif frame.kind is FrameKind.BOOK or frame.kind is FrameKind.BOOK_INVALID:
+                    if frame.kind is FrameKind.BOOK and not self.subscribed.is_set():
+                        self._mark_subscribed()  # data proves the subscription, as for trades
+                    if self._on_book is not None:
+                        self._on_book(frame)
                 elif frame.kind is not FrameKind.IGNORED:
                     self._control(frame)
             elif message.type is aiohttp.WSMsgType.PING:
@@ -191,6 +210,14 @@ class FeedConnection:
             if self._acks_expected == 0:
                 self._mark_subscribed()
         elif frame.kind is FrameKind.REJECTED:
+            if self.subscribed.is_set() and "orderbook." in frame.detail:
+                # A single order-book topic subscribed again for a fresh snapshot was refused: the
+                # book retries on its own; the trades of this connection need not be interrupted.
+                self._stats.record_error(
+                    f"{self.plan.url}: order-book resubscription refused: {frame.detail}"
+                )
+                log.warning("order-book resubscription refused", extra={"detail": frame.detail})
+                return
             raise SubscriptionRejected(f"{self.plan.url}: subscription refused: {frame.detail}")
         elif frame.kind is FrameKind.SHUTDOWN:
             log.info("exchange announced shutdown of a connection", extra={"url": self.plan.url})

@@ -4,26 +4,34 @@ Instruments are split across connections within the exchange's limits. A lost co
 reopened with jittered exponential backoff. Binance connections are rotated make-before-break
 (at `binance_rotate_after_s`, or at once on `serverShutdown`): the replacement is opened and
 delivering before the old one is closed; trade identity drops the overlap.
+
+Order books ride on the same connections: each instrument with a book adds its depth stream
+(Binance) or order-book topic (Bybit), so a connection carries half as many instruments. A book that
+must resync never touches the connection (Binance fetches a REST snapshot) or only resubscribes its
+own topic (Bybit): trades keep flowing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import aiohttp
 
 from marketdata.collector import binance, bybit
 from marketdata.collector.connection import (
+    BookSink,
     ConnectionPlan,
     FeedConnection,
     RawSink,
     SubscriptionRejected,
     TradesSink,
 )
+from marketdata.collector.frames import Frame
 from marketdata.collector.stats import FeedStats
 from marketdata.core.backoff import Backoff
 from marketdata.core.config import Settings
@@ -38,42 +46,63 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 ROTATION_OVERLAP_S = 5.0
 
 
+def chunk_size(
+    market: MarketKey, instruments: Sequence[InstrumentId], books: Collection[InstrumentId]
+) -> int:
+    """Instruments per connection: the stream/topic limit, halved when instruments carry books."""
+    size = binance.MAX_STREAMS_PER_CONNECTION if market.is_binance else bybit.MAX_TOPICS_PER_CONNECTION
+    if any(i in books for i in instruments):
+        size //= 2
+    return size
+
+
+def connection_chunks(
+    market: MarketKey, instruments: Sequence[InstrumentId], books: Collection[InstrumentId] = ()
+) -> list[Sequence[InstrumentId]]:
+    size = chunk_size(market, instruments, books)
+    return [instruments[start : start + size] for start in range(0, len(instruments), size)]
+
+
 def connection_plans(
-    market: MarketKey, instruments: Sequence[InstrumentId], settings: Settings
+    market: MarketKey,
+    instruments: Sequence[InstrumentId],
+    settings: Settings,
+    books: Collection[InstrumentId] = (),
 ) -> list[ConnectionPlan]:
-    """Split the instruments of one market into connections and describe each."""
+    """Split the instruments of one market into connections and describe each; instruments in
+    `books` also get their depth stream (Binance) or order-book topic (Bybit)."""
     if market.is_binance:
         base = (
             settings.binance_spot_ws_url
             if market == MarketKey.BINANCE_SPOT
             else settings.binance_futures_ws_url
         )
-        size = binance.MAX_STREAMS_PER_CONNECTION
     else:
         base = settings.bybit_ws_url
-        size = bybit.MAX_TOPICS_PER_CONNECTION
     plans = []
-    for start in range(0, len(instruments), size):
-        chunk = instruments[start : start + size]
+    for chunk in connection_chunks(market, instruments, books):
         by_symbol = {i.symbol: i for i in chunk}
+        with_books = [i for i in chunk if i in books]
+        book_symbols = {i.symbol: i for i in with_books}
         if market.is_binance:
             plans.append(
                 ConnectionPlan(
-                    url=binance.stream_url(market, base, chunk),
+                    url=binance.stream_url(market, base, chunk, with_books),
                     subscribe=(),
                     ping_interval_s=settings.binance_ping_interval_s,
                     ping_text=None,
-                    parser=binance.BinanceFrameParser(market, by_symbol),
+                    parser=binance.BinanceFrameParser(market, by_symbol, book_symbols),
                 )
             )
         else:
+            depth = settings.book_bybit_depth
             plans.append(
                 ConnectionPlan(
                     url=bybit.stream_url(market, base),
-                    subscribe=tuple(bybit.subscribe_requests(chunk, first_req_id=1)),
+                    subscribe=tuple(bybit.subscribe_requests(chunk, 1, with_books, depth)),
                     ping_interval_s=settings.bybit_ping_interval_s,
                     ping_text=bybit.ping_request,
-                    parser=bybit.BybitFrameParser(market, by_symbol),
+                    parser=bybit.BybitFrameParser(market, by_symbol, book_symbols, depth),
                 )
             )
     return plans
@@ -90,6 +119,10 @@ class Feed:
         on_trades: TradesSink,
         on_connected: Callable[[Sequence[InstrumentId]], None],
         raw_sink: RawSink | None = None,
+        *,
+        books: Collection[InstrumentId] = (),
+        on_book: Callable[[MarketKey, Frame], None] | None = None,
+        on_disconnected: Callable[[Sequence[InstrumentId]], None] | None = None,
     ) -> None:
         self.market = market
         self._instruments = list(instruments)
@@ -99,17 +132,35 @@ class Feed:
         self._on_trades = on_trades
         self._on_connected = on_connected
         self._raw_sink = raw_sink
-        self._plans = connection_plans(market, self._instruments, settings)
-        self._chunks = [
-            self._instruments[i : i + self._chunk_size()]
-            for i in range(0, len(self._instruments), self._chunk_size())
-        ]
+        self._books = frozenset(books)
+        self._on_book: BookSink | None = None
+        if on_book is not None:
+            self._on_book = functools.partial(on_book, market)
+        self._on_disconnected = on_disconnected
+        self._plans = connection_plans(market, self._instruments, settings, self._books)
+        self._chunks = connection_chunks(market, self._instruments, self._books)
         self._up: set[int] = set()
+        self._live: dict[int, FeedConnection] = {}  # plan index -> the connection serving it now
+        self._resubscriptions = 0
 
-    def _chunk_size(self) -> int:
-        return (
-            binance.MAX_STREAMS_PER_CONNECTION if self.market.is_binance else bybit.MAX_TOPICS_PER_CONNECTION
-        )
+    async def resubscribe_book(self, instrument: InstrumentId) -> bool:
+        """Bybit: unsubscribe and subscribe the instrument's order-book topic again on its live
+        connection (the exchange answers with a fresh snapshot); False when it has none now."""
+        if self.market.is_binance or instrument not in self._books:
+            return False
+        for index, chunk in enumerate(self._chunks):
+            if instrument in chunk:
+                connection = self._live.get(index)
+                if connection is None:
+                    return False
+                self._resubscriptions += 1
+                topic = bybit.book_topic(instrument.symbol, self._settings.book_bybit_depth)
+                for request in bybit.resubscribe_requests(topic, self._resubscriptions):
+                    if not await connection.send_text(request):
+                        return False
+                log.info("resubscribed an order-book topic for a fresh snapshot", extra={"topic": topic})
+                return True
+        return False
 
     async def run(self) -> None:
         try:
@@ -135,8 +186,14 @@ class Feed:
                 self._stats.reconnects += 1
             ever_connected = True
             self._set_up(index, True)
+            self._live[index] = connection
             started = time.monotonic()
-            reason = await self._serve(connection, plan)
+            try:
+                reason = await self._serve(connection, plan, index)
+            finally:
+                self._live.pop(index, None)
+            if self._on_disconnected is not None:
+                self._on_disconnected(self._chunks[index])
             self._set_up(index, False)
             # A connection that lived a while earned a fresh backoff; a flapping one keeps growing.
             if time.monotonic() - started > 30:
@@ -159,6 +216,7 @@ class Feed:
             self._settings.stale_timeout_s,
             self._raw_sink,
             on_subscribed=lambda: self._on_connected(chunk),
+            on_book=self._on_book,
         )
 
     async def _open(self, plan: ConnectionPlan, backoff: Backoff) -> FeedConnection:
@@ -207,7 +265,7 @@ class Feed:
             await reader
         raise TimeoutError("no subscribe acknowledgement")
 
-    async def _serve(self, connection: FeedConnection, plan: ConnectionPlan) -> str:
+    async def _serve(self, connection: FeedConnection, plan: ConnectionPlan, index: int) -> str:
         """Run a connection, rotating it when due; returns why the last one ended."""
         reader = connection.reader or asyncio.create_task(connection.run())
         try:
@@ -226,6 +284,7 @@ class Feed:
                 if replacement is None:
                     continue
                 connection, reader = replacement
+                self._live[index] = connection
         finally:
             if not reader.done():
                 reader.cancel()

@@ -30,6 +30,29 @@ class FrameKind(Enum):
     PONG = auto()  # answer to our keepalive
     SHUTDOWN = auto()  # the server announced it will close this connection (Binance serverShutdown)
     IGNORED = auto()  # a valid frame we do not use (other streams, info messages)
+    BOOK = auto()  # an order-book update or snapshot of one instrument (`book`)
+    BOOK_INVALID = auto()  # a depth frame that cannot be used; `instrument` when known, detail says why
+
+
+@dataclass(slots=True)
+class BookUpdate:
+    """One depth message as the exchange sent it; levels are [price, size] string pairs, unvalidated
+    (the book validates them as it applies them).
+
+    Binance: first_id/last_id are `U`/`u`, prev_id is USD-M `pu` (-1 on spot). Bybit: first_id and
+    last_id are both `u`, prev_id is -1, `snapshot` marks type=snapshot.
+    """
+
+    first_id: int
+    last_id: int
+    prev_id: int
+    bids: list[Any]
+    asks: list[Any]
+    exchange_time_ms: int  # Binance `T` (USD-M) or `E`; Bybit `cts` or `ts`
+    event_time_ms: int  # Binance `E`; Bybit `ts`
+    receive_ns: int
+    snapshot: bool = False
+    cross_sequence: int = 0  # Bybit `seq`
 
 
 @dataclass(slots=True)
@@ -38,6 +61,7 @@ class Frame:
     instrument: InstrumentId | None = None
     trades: list[common_pb2.Trade] = field(default_factory=list)
     detail: str = ""
+    book: BookUpdate | None = None
 
 
 IGNORED = Frame(FrameKind.IGNORED)

@@ -1,4 +1,5 @@
-"""CollectorService over gRPC: StreamTrades, GetFeedStatus, ListInstruments.
+"""CollectorService over gRPC: StreamTrades, GetFeedStatus, ListInstruments, GetOrderBook,
+StreamOrderBook.
 
 StreamTrades sends batches that the bus serialized once for all subscribers, so its method
 handler is registered with no response serializer (grpc then sends the bytes as they are); the
@@ -7,10 +8,15 @@ other methods use the generated handlers.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import grpc
 
+from marketdata.collector.books import BookUnavailable
+from marketdata.collector.books.metrics import add_book_status
+from marketdata.collector.books.views import DEFAULT_DEPTH, DEPTHS
 from marketdata.collector.collector import Collector
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import collector_service_pb2 as collector_pb2
@@ -72,9 +78,11 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
                 )
             markets.append(market)
         selected = markets or self._collector.markets
-        return collector_pb2.GetFeedStatusResponse(
-            feeds=[self._collector.stats[m].to_proto() for m in selected]
-        )
+        now_ns = time.time_ns()
+        feeds = [self._collector.stats[m].to_proto(now_ns) for m in selected]
+        for feed in feeds:
+            add_book_status(self._collector.books, feed, now_ns)
+        return collector_pb2.GetFeedStatusResponse(feeds=feeds)
 
     async def ListInstruments(
         self, request: collector_pb2.ListInstrumentsRequest, context: grpc.aio.ServicerContext
@@ -82,6 +90,89 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
         return collector_pb2.ListInstrumentsResponse(
             instruments=[i.to_proto() for i in self._collector.instruments]
         )
+
+    async def _book_args(
+        self, instrument_msg: object, has_instrument: bool, depth: int, context: grpc.aio.ServicerContext
+    ) -> tuple[InstrumentId, int]:
+        """Validate a book request's instrument and depth; INVALID_ARGUMENT naming the field."""
+        if not has_instrument:
+            await _invalid(context, "instrument", "is required (exchange, market and symbol)")
+        try:
+            instrument = InstrumentId.from_proto(instrument_msg)  # type: ignore[arg-type]
+        except ValueError as exc:
+            await _invalid(context, "instrument", str(exc))
+            raise  # not reached: abort raises
+        if instrument not in self._collected:
+            await _invalid(
+                context, "instrument", f"{instrument.key} is not collected; collected: {self._known()}"
+            )
+        books = self._collector.books
+        if books is None or not books.has_book(instrument):
+            kept = ", ".join(i.key for i in books.instruments) if books is not None else "none"
+            await _invalid(
+                context,
+                "instrument",
+                f"no order book is kept for {instrument.key} (MARKETDATA_BOOK_INSTRUMENTS); books: {kept}",
+            )
+        if depth == 0:
+            depth = DEFAULT_DEPTH
+        elif depth not in DEPTHS:
+            await _invalid(
+                context, "depth", f"must be one of {', '.join(map(str, DEPTHS))} (0 means 20), got {depth}"
+            )
+        return instrument, depth
+
+    async def GetOrderBook(
+        self, request: collector_pb2.GetOrderBookRequest, context: grpc.aio.ServicerContext
+    ) -> collector_pb2.GetOrderBookResponse:
+        instrument, depth = await self._book_args(
+            request.instrument, request.HasField("instrument"), request.depth, context
+        )
+        books = self._collector.books
+        assert books is not None
+        try:
+            view = books.view(instrument, depth)
+        except BookUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise  # not reached
+        return collector_pb2.GetOrderBookResponse(view=view)
+
+    async def StreamOrderBook(
+        self, request: collector_pb2.StreamOrderBookRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[collector_pb2.StreamOrderBookResponse]:
+        instrument, depth = await self._book_args(
+            request.instrument, request.HasField("instrument"), request.depth, context
+        )
+        interval_ms = request.interval_ms
+        if interval_ms and not 10 <= interval_ms <= 3_600_000:
+            await _invalid(
+                context, "interval_ms", f"must be 0 (every update) or 10..3600000 ms, got {interval_ms}"
+            )
+        books = self._collector.books
+        assert books is not None
+        changed = books.watch(instrument)
+        sent: tuple[int, int, int] | None = None
+        try:
+            first = True
+            while True:
+                if not first:
+                    if interval_ms:
+                        await asyncio.sleep(interval_ms / 1000)
+                    else:
+                        await changed.wait()
+                        changed.clear()
+                first = False
+                try:
+                    view = books.view(instrument, depth)
+                except BookUnavailable:
+                    continue
+                mark = (view.book.update_id, view.state, view.book.receive_time_ns)
+                if not interval_ms and mark == sent:
+                    continue
+                sent = mark
+                yield collector_pb2.StreamOrderBookResponse(view=view)
+        finally:
+            books.unwatch(instrument, changed)
 
 
 def add_collector_service(servicer: CollectorServicer, server: grpc.aio.Server) -> None:
@@ -101,6 +192,16 @@ def add_collector_service(servicer: CollectorServicer, server: grpc.aio.Server) 
             servicer.ListInstruments,
             request_deserializer=collector_pb2.ListInstrumentsRequest.FromString,
             response_serializer=collector_pb2.ListInstrumentsResponse.SerializeToString,
+        ),
+        "GetOrderBook": grpc.unary_unary_rpc_method_handler(
+            servicer.GetOrderBook,
+            request_deserializer=collector_pb2.GetOrderBookRequest.FromString,
+            response_serializer=collector_pb2.GetOrderBookResponse.SerializeToString,
+        ),
+        "StreamOrderBook": grpc.unary_stream_rpc_method_handler(
+            servicer.StreamOrderBook,
+            request_deserializer=collector_pb2.StreamOrderBookRequest.FromString,
+            response_serializer=collector_pb2.StreamOrderBookResponse.SerializeToString,
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -100,6 +100,80 @@ def _instruments(text: str) -> tuple[InstrumentId, ...]:
     return instruments
 
 
+def _duration(text: str) -> float:
+    """Seconds from "90d", "12h", "30m", "45s" or a plain number of seconds; 0 means off."""
+    value = text.strip().lower()
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+    factor = units.get(value[-1:], 0.0)
+    number = value[:-1] if factor else value
+    try:
+        seconds = float(number) * (factor or 1.0)
+    except ValueError:
+        raise ValueError(f"must be a duration like 7d, 12h, 30m or seconds, got {text!r}") from None
+    if not seconds >= 0:
+        raise ValueError(f"must be >= 0, got {text!r}")
+    return seconds
+
+
+def _non_negative_int(text: str) -> int:
+    value: int = _number(text, int)
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {text}")
+    return value
+
+
+def _storage_uri(text: str) -> str:
+    value = text.strip()
+    if value and not value.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
+        raise ValueError(f"must start with sqlite:/// or mongodb:// (or be empty), got {value!r}")
+    if value.startswith("sqlite:///") and len(value) == len("sqlite:///"):
+        raise ValueError("sqlite:/// needs a file path, e.g. sqlite:///data/marketdata.db")
+    return value
+
+
+def _redis_url(text: str) -> str:
+    value = text.strip()
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"must start with redis://, rediss:// or unix:// (or be empty), got {value!r}")
+    return value
+
+
+def _sqlite_synchronous(text: str) -> str:
+    value = text.strip().upper()
+    if value not in ("FULL", "NORMAL"):
+        raise ValueError(f"must be FULL or NORMAL, got {text!r}")
+    return value
+
+
+def _book_instruments(text: str) -> str:
+    """`all`, `none` or instrument keys (checked against MARKETDATA_INSTRUMENTS by Settings)."""
+    value = text.strip()
+    if value.lower() in ("all", "none", ""):
+        return value.lower() or "none"
+    return ",".join(i.key for i in parse_instrument_list(value))
+
+
+def _book_depth(text: str) -> int:
+    value: int = _number(text, int)
+    if value not in (1, 50, 200, 1000):
+        raise ValueError(f"must be 1, 50, 200 or 1000 (Bybit's order-book depths), got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value: float = _number(text, float)
+    if not 0 < value <= 1:
+        raise ValueError(f"must be within (0, 1], got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value: float = _number(text, float)
+    if not value >= 0:
+        raise ValueError(f"must be >= 0, got {text}")
+    return value
+
+
 def _text(text: str) -> str:
     return text.strip()
 
@@ -198,6 +272,134 @@ class Settings:
         _positive_int,
         "Live trades held back per instrument while a gap is repaired; past it the repair is abandoned.",
     )
+    book_instruments: str = _setting(
+        "all",
+        _book_instruments,
+        "Instruments that get a local order book: `all` (every collected instrument), `none`, or a "
+        "comma-separated subset of MARKETDATA_INSTRUMENTS.",
+    )
+    book_bybit_depth: int = _setting(
+        "200",
+        _book_depth,
+        "Bybit order-book topic `orderbook.{depth}.SYMBOL`: 1, 50, 200 or 1000 levels per side.",
+    )
+    book_snapshot_limit: int = _setting(
+        "1000",
+        _positive_int,
+        "Levels per side asked of Binance REST depth snapshots (weight: spot 50, USD-M 20 at 1000); "
+        "levels beyond the snapshot's range are served flagged untrusted.",
+    )
+    book_snapshot_weight_share: float = _setting(
+        "0.5",
+        _share,
+        "Share of Binance's REST weight per minute (spot 6000, USD-M 2400) that book snapshots may "
+        "use; a snapshot storm over many symbols queues behind it, leaving the rest to trade backfill.",
+    )
+    book_buffer_max_events: int = _setting(
+        "10000",
+        _positive_int,
+        "Depth updates buffered per Binance book while its snapshot is fetched; past it the oldest "
+        "are dropped (a snapshot older than the buffer is fetched again).",
+    )
+    book_resync_max_delay_s: float = _setting(
+        "30",
+        _positive_float,
+        "Longest wait between attempts to resync one book; the wait doubles from 0.25 s while "
+        "attempts keep failing (refused snapshots, repeated gaps).",
+    )
+    book_serve_stale_s: float = _setting(
+        "30",
+        _non_negative_float,
+        "While a book resyncs, GetOrderBook serves its last good book (state RESYNCING, with its age) "
+        "for at most this long; then UNAVAILABLE until the book is back in sync.",
+    )
+    book_snapshot_interval_s: float = _setting(
+        "10",
+        _non_negative_float,
+        "Cadence of top-of-book snapshots (of every synced book) handed to storage; 0: none.",
+    )
+    book_snapshot_depth: int = _setting(
+        "20", _positive_int, "Levels per side in the book snapshots handed to storage."
+    )
+
+    storage_uri: str = _setting(
+        "",
+        _storage_uri,
+        "Storage backend: `sqlite:///PATH` (embedded, durable single file) or `mongodb://...`; "
+        "empty: `sqlite:///<MARKETDATA_DATA_DIR>/marketdata.db`.",
+        secret=True,
+    )
+    storage_port: int = _setting("50052", _port, "Storage gRPC port.")
+    storage_metrics_port: int = _setting("9102", _port, "Storage Prometheus metrics port (/metrics).")
+    storage_addr: str = _setting(
+        "",
+        _text,
+        "Where the collector (and other clients) reach storage, e.g. `127.0.0.1:50052`; empty: the "
+        "collector stores nothing (`marketdata up` sets it).",
+    )
+    redis_url: str = _setting(
+        "",
+        _redis_url,
+        "Optional Redis (`redis://host:6379/0`) caching footprint bars of closed minutes; empty: no cache.",
+        secret=True,
+    )
+    storage_unacked_max_trades: int = _setting(
+        "1000000",
+        _positive_int,
+        "Trades the collector keeps while storage has not acknowledged them; past it the oldest batches "
+        "are shed (logged and counted).",
+    )
+    storage_unacked_max_snapshots: int = _setting(
+        "20000",
+        _positive_int,
+        "Order-book snapshots the collector keeps unacknowledged; past it the oldest are shed.",
+    )
+    storage_sqlite_synchronous: str = _setting(
+        "FULL",
+        _sqlite_synchronous,
+        "SQLite `synchronous` in WAL mode: FULL fsyncs the WAL at every commit (acknowledged writes "
+        "survive power loss); NORMAL survives a killed process but not power loss.",
+    )
+    storage_sqlite_max_mb: int = _setting(
+        "0",
+        _non_negative_int,
+        "Cap on the embedded store's size in MiB (0: none); past it writes fail like on a full disk.",
+    )
+    storage_query_max_trades: int = _setting(
+        "5000000", _positive_int, "Most trades (or book snapshots) one query may return."
+    )
+    storage_query_max_range: float = _setting(
+        "7d", _duration, "Longest exchange-time range of QueryTrades and QueryBookSnapshots."
+    )
+    storage_footprint_max_range: float = _setting(
+        "31d", _duration, "Longest range of bar starts one QueryFootprints may ask for."
+    )
+    storage_retention_trades: float = _setting(
+        "30d", _duration, "Keep raw trades this long (exchange time; 0: forever)."
+    )
+    storage_retention_book_snapshots: float = _setting(
+        "7d", _duration, "Keep order-book snapshots this long (0: forever)."
+    )
+    storage_retention_footprints_1m: float = _setting(
+        "180d", _duration, "Keep 1m footprint bars this long; removed ones are rolled up into 1h bars."
+    )
+    storage_retention_footprints_1h: float = _setting(
+        "0", _duration, "Keep 1h footprint bars this long (0: forever)."
+    )
+    storage_retention_interval: float = _setting(
+        "1h", _duration, "How often storage applies retention (0: only `marketdata storage cleanup`)."
+    )
+    storage_archive_dir: str = _setting(
+        "",
+        _text,
+        "Before retention removes data, write it here as gzip JSON lines, one file per instrument and "
+        "day (`marketdata storage restore` reads them back); empty: remove without archiving.",
+    )
+    storage_disk_free_min_mb: int = _setting(
+        "1024",
+        _non_negative_int,
+        "Below this much free disk (MiB) beside the embedded store, `marketdata_storage_disk_free_low` is 1.",
+    )
 
     def public_items(self) -> dict[str, Any]:
         """Settings with secrets masked, for logs and `marketdata config`."""
@@ -213,6 +415,23 @@ class Settings:
 
     def instruments_of(self, market: MarketKey) -> tuple[InstrumentId, ...]:
         return tuple(i for i in self.instruments if i.market == market)
+
+    def books(self) -> tuple[InstrumentId, ...]:
+        """The instruments with a local order book (MARKETDATA_BOOK_INSTRUMENTS)."""
+        if self.book_instruments == "all":
+            return self.instruments
+        if self.book_instruments == "none":
+            return ()
+        return parse_instrument_list(self.book_instruments)
+
+    def __post_init__(self) -> None:
+        if self.book_instruments not in ("all", "none"):
+            missing = [i.key for i in self.books() if i not in self.instruments]
+            if missing:
+                raise ConfigError(
+                    f"{env_name('book_instruments')}: {', '.join(missing)} not in "
+                    f"{env_name('instruments')}; books are kept only for collected instruments"
+                )
 
 
 def env_name(field_name: str) -> str:

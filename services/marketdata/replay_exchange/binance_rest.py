@@ -1,5 +1,6 @@
-"""Binance REST endpoints (spot `/api/v3/...`, USD-M `/fapi/v1/...`) served from the trade tapes,
-with Binance's error bodies, request weights and X-MBX-USED-WEIGHT-1M headers."""
+"""Binance REST endpoints (spot `/api/v3/...`, USD-M `/fapi/v1/...`) served from the trade tapes and
+the books (depth snapshots), with Binance's error bodies, request weights and X-MBX-USED-WEIGHT-1M
+headers."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from marketdata.replay_exchange.trades import Tape, Trade
 
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
 Endpoint = Callable[[web.Request, MarketKey], Any]
+Weight = int | Callable[[web.Request], int]
+# USD-M depth takes these limits only; spot takes any up to 5000.
+_FUTURES_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -32,7 +36,9 @@ def routes(state: ReplayState) -> list[web.RouteDef]:
     spot, futures = MarketKey.BINANCE_SPOT, MarketKey.BINANCE_FUTURES
     api = _Api(state)
     # (path, market, request weight, endpoint); weights as Binance lists them.
-    table: list[tuple[str, MarketKey, int, Endpoint]] = [
+    table: list[tuple[str, MarketKey, Weight, Endpoint]] = [
+        ("/api/v3/depth", spot, _depth_weight(spot), api.depth),
+        ("/fapi/v1/depth", futures, _depth_weight(futures), api.depth),
         ("/api/v3/ping", spot, 1, api.ping),
         ("/api/v3/time", spot, 1, api.server_time),
         ("/api/v3/exchangeInfo", spot, 20, api.exchange_info),
@@ -47,11 +53,24 @@ def routes(state: ReplayState) -> list[web.RouteDef]:
     return [web.get(path, _wrap(state, market, weight, fn)) for path, market, weight, fn in table]
 
 
-def _wrap(state: ReplayState, market: MarketKey, weight: int, endpoint: Endpoint) -> Handler:
+def _depth_weight(market: MarketKey) -> Callable[[web.Request], int]:
+    """Depth snapshots weigh more the deeper they go (spot rest-api.md; USD-M depth endpoint)."""
+
+    def weight(request: web.Request) -> int:
+        text = request.query.get("limit", "")
+        limit = int(text) if text.isdigit() else (100 if market == MarketKey.BINANCE_SPOT else 500)
+        if market == MarketKey.BINANCE_SPOT:
+            return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+        return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+    return weight
+
+
+def _wrap(state: ReplayState, market: MarketKey, weight: Weight, endpoint: Endpoint) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         state.rest_calls[market.value] += 1
         meter = state.weights[market]
-        used = meter.add(weight)
+        used = meter.add(weight if isinstance(weight, int) else weight(request))
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         if market == MarketKey.BINANCE_SPOT:
             headers["X-MBX-USED-WEIGHT"] = str(used)
@@ -129,6 +148,27 @@ class _Api:
         from_id = _optional_digits(request, "fromId")
         trades = tape.latest(limit) if from_id is None else tape.from_id(from_id, limit)
         return [_row(market, t) for t in trades]
+
+    def depth(self, request: web.Request, market: MarketKey) -> Any:
+        symbol = _single(request, "symbol")
+        if not symbol:
+            raise BinanceError(
+                -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+            )
+        requested = _optional_digits(request, "limit")
+        if market == MarketKey.BINANCE_SPOT:
+            limit = 100 if requested is None else requested
+            if limit < 1:
+                raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+            limit = min(limit, 5000)
+        else:
+            limit = 500 if requested is None else requested
+            if limit not in _FUTURES_DEPTH_LIMITS:
+                raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+        body = self.state.depth.binance_snapshot(market, symbol, limit) if symbol == symbol.upper() else None
+        if body is None:
+            raise BinanceError(-1121, "Invalid symbol.")
+        return body
 
     def exchange_info(self, request: web.Request, market: MarketKey) -> Any:
         symbols = self.state.symbols(market)

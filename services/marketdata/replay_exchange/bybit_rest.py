@@ -33,6 +33,7 @@ class BybitError(Exception):
 def routes(state: ReplayState) -> list[web.RouteDef]:
     return [
         web.get("/v5/market/recent-trade", _wrap(state, _recent_trades)),
+        web.get("/v5/market/orderbook", _wrap(state, _orderbook)),
         web.get("/v5/market/instruments-info", _wrap(state, _instruments_info)),
         web.get("/v5/market/time", _server_time),
     ]
@@ -107,6 +108,25 @@ def _recent_trades(state: ReplayState, request: web.Request, market: MarketKey) 
     limit = min(int(limit_text), maximum) if limit_text else default
     rows = [_trade_row(tape.instrument.symbol, t) for t in reversed(tape.latest(limit))]
     return {"category": _category_name(market), "list": rows}
+
+
+# orderbook limits: spot 1..200 (default 1), linear 1..500 (default 25).
+_BOOK_LIMITS = {MarketKey.BYBIT_SPOT: (1, 200), MarketKey.BYBIT_LINEAR: (25, 500)}
+
+
+def _orderbook(state: ReplayState, request: web.Request, market: MarketKey) -> Any:
+    symbol = request.query.get("symbol", "")
+    default, maximum = _BOOK_LIMITS[market]
+    limit_text = request.query.get("limit", "")
+    if limit_text and (not _DIGITS.match(limit_text) or not 1 <= int(limit_text) <= maximum):
+        raise BybitError(f"params error: limit must be an integer in [1, {maximum}], got {limit_text!r}")
+    limit = int(limit_text) if limit_text else default
+    body = state.depth.bybit_snapshot(market, symbol, limit) if symbol and symbol == symbol.upper() else None
+    if body is None:
+        raise BybitError(
+            f"params error: symbol invalid: {symbol!r}" if symbol else "params error: symbol invalid"
+        )
+    return body
 
 
 def _trade_row(symbol: str, trade: Trade) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from marketdata.core.instruments import MarketKey, parse_instrument_list
+from marketdata.replay_exchange.books import is_rest_capture
 from marketdata.replay_exchange.config import DEFAULT_INSTRUMENTS, RecordingSource, ReplayConfig
 from marketdata.replay_exchange.faults import FAULT_KINDS, parse_fault_text
 from marketdata.replay_exchange.server import ReplayHandle, running_replay_exchange
@@ -62,6 +63,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--loop", action="store_true", help="replay recorded files in a loop")
     parser.add_argument(
+        "--rest-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="recorded REST depth snapshots (cryptofeed *.http.* capture) to serve (repeatable); "
+        "those next to a --file *.ws.* capture are found without it",
+    )
+    parser.add_argument(
+        "--book-churn",
+        type=float,
+        default=40.0,
+        help="synthetic books: random level changes per second per instrument, besides trades (default 40)",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -91,7 +106,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ReplayConfig:
     """Build the config; raises ValueError naming the flag that is wrong."""
-    recordings = tuple(_recording(text) for text in args.file)
+    rest_files = [Path(text) for text in args.rest_file]
+    for text in rest_files:
+        if not text.is_file():
+            raise ValueError(f"--rest-file {str(text)!r}: no such file")
+    ws_files = []
+    for text in args.file:
+        path = Path(text.partition("=")[2] if "=" in text and not Path(text).exists() else text)
+        if path.is_file() and is_rest_capture(path):
+            rest_files.append(path)  # a REST capture given with --file: serve its snapshots
+        else:
+            ws_files.append(text)
+    recordings = tuple(_recording(text) for text in ws_files)
     if args.instruments is not None:
         try:
             instruments = parse_instrument_list(args.instruments)
@@ -122,6 +148,8 @@ def config_from_args(args: argparse.Namespace) -> ReplayConfig:
         history_size=args.history_size,
         start_on_subscribe=not args.start_immediately,
         recordings=recordings,
+        rest_recordings=tuple(rest_files),
+        book_churn_per_s=args.book_churn,
         speed=args.speed,
         loop=args.loop,
         faults=tuple(faults),

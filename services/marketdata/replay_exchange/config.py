@@ -42,6 +42,11 @@ class ReplayConfig:
     recordings: tuple[RecordingSource, ...] = ()
     speed: float = 1.0  # divides the recorded gaps; 0 = as fast as possible
     loop: bool = False
+    # Recorded REST depth snapshots (cryptofeed `*.http.*` captures) served by /api/v3/depth and
+    # /fapi/v1/depth; those next to a recorded `*.ws.*` file are found without being listed.
+    rest_recordings: tuple[Path, ...] = ()
+    # Synthetic books: random level changes per second per instrument, besides those trades cause.
+    book_churn_per_s: float = 40.0
     faults: tuple[FaultSpec, ...] = ()
     # Binance keepalive: spot pings every 20 s and wants a pong within 1 min; USD-M 3 min / 10 min.
     binance_spot_ping_interval_s: float = 20.0
@@ -74,6 +79,8 @@ class ReplayConfig:
             raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {self.speed}")
         if self.history_size < 1:
             raise ValueError(f"history_size must be >= 1, got {self.history_size}")
+        if self.book_churn_per_s < 0:
+            raise ValueError(f"book_churn_per_s must be >= 0, got {self.book_churn_per_s}")
         if self.tick_interval_s <= 0:
             raise ValueError(f"tick_interval_s must be > 0, got {self.tick_interval_s}")
         if len(set(self.instruments)) != len(self.instruments):

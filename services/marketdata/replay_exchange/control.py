@@ -2,6 +2,7 @@
 
 GET  /_replay/status                      connections, subscriptions, counters, faults
 GET  /_replay/trades?instrument=<key>     every retained trade of an instrument, in order
+GET  /_replay/book?instrument=<key>       the synthetic book of an instrument now (every level, best first)
 POST /_replay/faults                      {"kind": "drop", "market": "binance-spot", ...}
 POST /_replay/generator                   {"action": "pause"|"resume"|"start", "rate": 5000, "instrument": key}
 """
@@ -29,12 +30,16 @@ def routes(state: ReplayState) -> list[web.RouteDef]:
     async def faults(request: web.Request) -> web.StreamResponse:
         return await _post_fault(state, request)
 
+    async def book(request: web.Request) -> web.StreamResponse:
+        return _book(state, request)
+
     async def generator(request: web.Request) -> web.StreamResponse:
         return await _post_generator(state, request)
 
     return [
         web.get("/_replay/status", status),
         web.get("/_replay/trades", trades),
+        web.get("/_replay/book", book),
         web.post("/_replay/faults", faults),
         web.post("/_replay/generator", generator),
     ]
@@ -80,6 +85,7 @@ def status_of(state: ReplayState) -> dict[str, Any]:
         "instruments": instruments,
         "generator": _generator_status(state),
         "recordings": [t.describe() for t in state.timelines],
+        "depth": state.depth.describe(),
         "faults": {
             "counts": dict(state.faults.counts),
             "pending": state.faults.pending(),
@@ -123,6 +129,19 @@ def _trades(state: ReplayState, request: web.Request) -> web.Response:
             "trades": [t.to_control() for t in tape.all()],
         }
     )
+
+
+def _book(state: ReplayState, request: web.Request) -> web.Response:
+    text = request.query.get("instrument", "")
+    try:
+        instrument = InstrumentId.parse(text)
+    except ValueError as exc:
+        return _bad(f"instrument: {exc}")
+    book = state.depth.books.get(instrument)
+    if book is None:
+        return _json({"error": f"instrument {instrument} has no synthetic book (yet)"}, 404)
+    bids, asks = book.top(10**6)
+    return _json({"instrument": instrument.key, "update_id": book.update_id, "bids": bids, "asks": asks})
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

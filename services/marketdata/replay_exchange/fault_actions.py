@@ -138,6 +138,16 @@ def _rest(state: ReplayState, spec: FaultSpec) -> dict[str, Any]:
     return {"markets": [m.value for m in markets]}
 
 
+def _book(state: ReplayState, spec: FaultSpec) -> dict[str, Any]:
+    if spec.instrument is not None:
+        instruments = [spec.instrument]
+    else:
+        markets = spec.markets()
+        instruments = [i for i in state.tapes if i.market in markets]
+    applied = state.depth.add_fault(spec.kind, instruments, spec.count, spec.variant)
+    return {"instruments": applied}
+
+
 _ACTIONS = {
     "drop": _drop,
     "skip": _skip,
@@ -147,4 +157,9 @@ _ACTIONS = {
     "max_age": _max_age,
     "reject": _reject,
     "rest": _rest,
+    "book_gap": _book,
+    "book_crossed": _book,
+    "book_malformed": _book,
+    "book_reset": _book,
+    "stale_snapshot": _book,
 }

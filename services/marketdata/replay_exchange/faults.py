@@ -16,6 +16,7 @@ from marketdata.core.instruments import InstrumentId, MarketKey
 DROP_MODES = ("close", "abort")
 MALFORMED_VARIANTS = ("truncated", "text", "binary", "unknown_event", "missing_field", "bad_price")
 REST_STATUSES = (429, 418, 500)
+BOOK_MALFORMED_VARIANTS = ("negative_size", "non_numeric", "unknown_symbol")
 
 # Which options each kind reads; anything else is an error, so a typo never silently does nothing.
 _OPTIONS: dict[str, tuple[str, ...]] = {
@@ -27,6 +28,14 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "max_age": ("market", "exchange", "seconds"),
     "reject": ("market", "exchange", "count", "message"),
     "rest": ("market", "exchange", "count", "status", "retry_after"),
+    # Order books (synthetic books only): the next `count` depth pushes of each instrument are
+    # withheld (an update-id gap), carry a level crossing the book, or a malformed level; Bybit
+    # topics restart at u=1 with a snapshot; Binance REST snapshots come from seconds ago.
+    "book_gap": ("market", "exchange", "instrument", "count"),
+    "book_crossed": ("market", "exchange", "instrument", "count"),
+    "book_malformed": ("market", "exchange", "instrument", "count", "variant"),
+    "book_reset": ("market", "instrument", "count"),
+    "stale_snapshot": ("market", "instrument", "count"),
 }
 _SCHEDULE = ("at", "every", "times")
 FAULT_KINDS = tuple(_OPTIONS)
@@ -57,8 +66,10 @@ class FaultSpec:
         if self.market is not None:
             return [self.market]
         chosen = [m for m in MarketKey if self.exchange is None or m.value.startswith(self.exchange)]
-        if self.kind in ("shutdown", "max_age"):
+        if self.kind in ("shutdown", "max_age", "stale_snapshot"):
             chosen = [m for m in chosen if m.is_binance]
+        if self.kind == "book_reset":
+            chosen = [m for m in chosen if not m.is_binance]
         return chosen
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,6 +169,16 @@ def _check(spec: FaultSpec) -> None:
             1006,
         ):
             raise ValueError(f"drop fault: code {spec.code} cannot be sent in a close frame")
+    if kind == "book_malformed" and spec.variant and spec.variant not in BOOK_MALFORMED_VARIANTS:
+        raise ValueError(
+            f"book_malformed fault: variant must be one of {', '.join(BOOK_MALFORMED_VARIANTS)}, "
+            f"got {spec.variant!r}"
+        )
+    target = spec.instrument.market if spec.instrument is not None else spec.market
+    if kind == "book_reset" and target is not None and target.is_binance:
+        raise ValueError("book_reset fault: u=1 resets are Bybit's; market must be bybit-*")
+    if kind == "stale_snapshot" and target is not None and not target.is_binance:
+        raise ValueError("stale_snapshot fault: REST snapshots are Binance's; market must be binance-*")
     if kind == "malformed" and spec.variant and spec.variant not in MALFORMED_VARIANTS:
         raise ValueError(
             f"malformed fault: variant must be one of {', '.join(MALFORMED_VARIANTS)}, got {spec.variant!r}"

@@ -184,6 +184,7 @@ class Hub:
     connections_opened: int = 0
     first_subscription: asyncio.Event = field(default_factory=asyncio.Event)
     on_subscribe: Callable[[str], None] | None = None  # told each new subscription name
+    on_peer_subscribe: Callable[[Peer, str], None] | None = None  # told each delivering subscription
 
     def add(self, peer: Peer) -> None:
         self.peers.add(peer)
@@ -206,6 +207,8 @@ class Hub:
             self.receivers.setdefault(name, set()).add(peer)
         if self.on_subscribe is not None:
             self.on_subscribe(name)
+        if delivers and self.on_peer_subscribe is not None:
+            self.on_peer_subscribe(peer, name)
         return True
 
     def unsubscribe(self, peer: Peer, name: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 from marketdata.core.instruments import InstrumentId, MarketKey, parse_symbol
 from marketdata.replay_exchange import bybit
 from marketdata.replay_exchange.config import ReplayConfig
+from marketdata.replay_exchange.depth import DepthHub
 from marketdata.replay_exchange.faults import FaultBook
 from marketdata.replay_exchange.feeds import MarketFeed
 from marketdata.replay_exchange.generator import TradeGenerator
@@ -80,8 +81,12 @@ class ReplayState:
                 seed=config.seed,
                 max_trades=config.max_trades,
             )
+        self.depth = DepthHub(self)
+        for market, symbol in self.depth.recorded.symbols():
+            self.tape_for(InstrumentId(market, symbol))  # listed, so its REST snapshot is served
         for market, hub in self.hubs.items():
             hub.on_subscribe = self._subscribed_hook(market)
+            hub.on_peer_subscribe = self.depth.on_peer_subscribe
         self.weights: dict[MarketKey, WeightMeter] = {
             m: WeightMeter(config.weight_per_minute(m)) for m in MarketKey if m.is_binance
         }
@@ -153,6 +158,7 @@ class ReplayState:
                 f"replay-recording-{timeline.market}",
             )
         self.spawn(keep_connections(self), "replay-keepalive")
+        self.spawn(self.depth.run(), "replay-books")
         schedule_faults(self, self.config.faults)
 
     async def stop(self) -> None:
@@ -174,6 +180,7 @@ class ReplayState:
             now = clock.time()
             for instrument, trades in generator.tick(now):
                 self.feeds[instrument.market].publish_trades(self.tapes[instrument], trades)
+                self.depth.on_trades(instrument, trades)
             self.outbox.flush(now)
 
     def _subscribed_hook(self, market: MarketKey) -> Callable[[str], None]:

@@ -1,4 +1,5 @@
 from marketdata.v1 import common_pb2 as _common_pb2
+from marketdata.v1 import order_book_pb2 as _order_book_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -46,7 +47,7 @@ class GetFeedStatusResponse(_message.Message):
     def __init__(self, feeds: _Optional[_Iterable[_Union[FeedStatus, _Mapping]]] = ...) -> None: ...
 
 class FeedStatus(_message.Message):
-    __slots__ = ("feed", "exchange", "market", "state", "connections", "last_message_age_ms", "messages", "bytes", "trades", "parse_errors", "reconnects", "rotations", "gaps_detected", "gaps_repaired", "gaps_unrepaired", "duplicates", "backfilled_trades", "last_error", "instruments", "recent_gaps")
+    __slots__ = ("feed", "exchange", "market", "state", "connections", "last_message_age_ms", "messages", "bytes", "trades", "parse_errors", "reconnects", "rotations", "gaps_detected", "gaps_repaired", "gaps_unrepaired", "duplicates", "backfilled_trades", "last_error", "instruments", "recent_gaps", "books", "books_synced", "book_resyncs", "book_invalid_frames")
     FEED_FIELD_NUMBER: _ClassVar[int]
     EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     MARKET_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +68,10 @@ class FeedStatus(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     RECENT_GAPS_FIELD_NUMBER: _ClassVar[int]
+    BOOKS_FIELD_NUMBER: _ClassVar[int]
+    BOOKS_SYNCED_FIELD_NUMBER: _ClassVar[int]
+    BOOK_RESYNCS_FIELD_NUMBER: _ClassVar[int]
+    BOOK_INVALID_FRAMES_FIELD_NUMBER: _ClassVar[int]
     feed: str
     exchange: _common_pb2.Exchange
     market: _common_pb2.Market
@@ -87,23 +92,41 @@ class FeedStatus(_message.Message):
     last_error: str
     instruments: _containers.RepeatedCompositeFieldContainer[InstrumentStatus]
     recent_gaps: _containers.RepeatedCompositeFieldContainer[_common_pb2.TradeGap]
-    def __init__(self, feed: _Optional[str] = ..., exchange: _Optional[_Union[_common_pb2.Exchange, str]] = ..., market: _Optional[_Union[_common_pb2.Market, str]] = ..., state: _Optional[_Union[FeedState, str]] = ..., connections: _Optional[int] = ..., last_message_age_ms: _Optional[int] = ..., messages: _Optional[int] = ..., bytes: _Optional[int] = ..., trades: _Optional[int] = ..., parse_errors: _Optional[int] = ..., reconnects: _Optional[int] = ..., rotations: _Optional[int] = ..., gaps_detected: _Optional[int] = ..., gaps_repaired: _Optional[int] = ..., gaps_unrepaired: _Optional[int] = ..., duplicates: _Optional[int] = ..., backfilled_trades: _Optional[int] = ..., last_error: _Optional[str] = ..., instruments: _Optional[_Iterable[_Union[InstrumentStatus, _Mapping]]] = ..., recent_gaps: _Optional[_Iterable[_Union[_common_pb2.TradeGap, _Mapping]]] = ...) -> None: ...
+    books: int
+    books_synced: int
+    book_resyncs: int
+    book_invalid_frames: int
+    def __init__(self, feed: _Optional[str] = ..., exchange: _Optional[_Union[_common_pb2.Exchange, str]] = ..., market: _Optional[_Union[_common_pb2.Market, str]] = ..., state: _Optional[_Union[FeedState, str]] = ..., connections: _Optional[int] = ..., last_message_age_ms: _Optional[int] = ..., messages: _Optional[int] = ..., bytes: _Optional[int] = ..., trades: _Optional[int] = ..., parse_errors: _Optional[int] = ..., reconnects: _Optional[int] = ..., rotations: _Optional[int] = ..., gaps_detected: _Optional[int] = ..., gaps_repaired: _Optional[int] = ..., gaps_unrepaired: _Optional[int] = ..., duplicates: _Optional[int] = ..., backfilled_trades: _Optional[int] = ..., last_error: _Optional[str] = ..., instruments: _Optional[_Iterable[_Union[InstrumentStatus, _Mapping]]] = ..., recent_gaps: _Optional[_Iterable[_Union[_common_pb2.TradeGap, _Mapping]]] = ..., books: _Optional[int] = ..., books_synced: _Optional[int] = ..., book_resyncs: _Optional[int] = ..., book_invalid_frames: _Optional[int] = ...) -> None: ...
 
 class InstrumentStatus(_message.Message):
-    __slots__ = ("instrument", "trades", "last_trade_age_ms", "last_trade_id", "last_exchange_time_ms", "repairing")
+    __slots__ = ("instrument", "trades", "last_trade_age_ms", "last_trade_id", "last_exchange_time_ms", "repairing", "book_state", "book_resyncs", "book_last_resync_reason", "book_updates", "book_crossed", "book_update_id", "book_age_ms")
     INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
     TRADES_FIELD_NUMBER: _ClassVar[int]
     LAST_TRADE_AGE_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_EXCHANGE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     REPAIRING_FIELD_NUMBER: _ClassVar[int]
+    BOOK_STATE_FIELD_NUMBER: _ClassVar[int]
+    BOOK_RESYNCS_FIELD_NUMBER: _ClassVar[int]
+    BOOK_LAST_RESYNC_REASON_FIELD_NUMBER: _ClassVar[int]
+    BOOK_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    BOOK_CROSSED_FIELD_NUMBER: _ClassVar[int]
+    BOOK_UPDATE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOOK_AGE_MS_FIELD_NUMBER: _ClassVar[int]
     instrument: _common_pb2.Instrument
     trades: int
     last_trade_age_ms: int
     last_trade_id: str
     last_exchange_time_ms: int
     repairing: bool
-    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., trades: _Optional[int] = ..., last_trade_age_ms: _Optional[int] = ..., last_trade_id: _Optional[str] = ..., last_exchange_time_ms: _Optional[int] = ..., repairing: _Optional[bool] = ...) -> None: ...
+    book_state: _order_book_pb2.BookSyncState
+    book_resyncs: int
+    book_last_resync_reason: str
+    book_updates: int
+    book_crossed: int
+    book_update_id: int
+    book_age_ms: int
+    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., trades: _Optional[int] = ..., last_trade_age_ms: _Optional[int] = ..., last_trade_id: _Optional[str] = ..., last_exchange_time_ms: _Optional[int] = ..., repairing: _Optional[bool] = ..., book_state: _Optional[_Union[_order_book_pb2.BookSyncState, str]] = ..., book_resyncs: _Optional[int] = ..., book_last_resync_reason: _Optional[str] = ..., book_updates: _Optional[int] = ..., book_crossed: _Optional[int] = ..., book_update_id: _Optional[int] = ..., book_age_ms: _Optional[int] = ...) -> None: ...
 
 class ListInstrumentsRequest(_message.Message):
     __slots__ = ()
@@ -114,3 +137,51 @@ class ListInstrumentsResponse(_message.Message):
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
     def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ...) -> None: ...
+
+class GetOrderBookRequest(_message.Message):
+    __slots__ = ("instrument", "depth")
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    instrument: _common_pb2.Instrument
+    depth: int
+    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., depth: _Optional[int] = ...) -> None: ...
+
+class GetOrderBookResponse(_message.Message):
+    __slots__ = ("view",)
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    view: OrderBookView
+    def __init__(self, view: _Optional[_Union[OrderBookView, _Mapping]] = ...) -> None: ...
+
+class StreamOrderBookRequest(_message.Message):
+    __slots__ = ("instrument", "depth", "interval_ms")
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    instrument: _common_pb2.Instrument
+    depth: int
+    interval_ms: int
+    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., depth: _Optional[int] = ..., interval_ms: _Optional[int] = ...) -> None: ...
+
+class StreamOrderBookResponse(_message.Message):
+    __slots__ = ("view",)
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    view: OrderBookView
+    def __init__(self, view: _Optional[_Union[OrderBookView, _Mapping]] = ...) -> None: ...
+
+class OrderBookView(_message.Message):
+    __slots__ = ("book", "summary", "state", "age_ms", "depth", "resyncs", "last_resync_reason")
+    BOOK_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    RESYNCS_FIELD_NUMBER: _ClassVar[int]
+    LAST_RESYNC_REASON_FIELD_NUMBER: _ClassVar[int]
+    book: _order_book_pb2.OrderBookSnapshot
+    summary: _order_book_pb2.OrderBookSummary
+    state: _order_book_pb2.BookSyncState
+    age_ms: int
+    depth: int
+    resyncs: int
+    last_resync_reason: str
+    def __init__(self, book: _Optional[_Union[_order_book_pb2.OrderBookSnapshot, _Mapping]] = ..., summary: _Optional[_Union[_order_book_pb2.OrderBookSummary, _Mapping]] = ..., state: _Optional[_Union[_order_book_pb2.BookSyncState, str]] = ..., age_ms: _Optional[int] = ..., depth: _Optional[int] = ..., resyncs: _Optional[int] = ..., last_resync_reason: _Optional[str] = ...) -> None: ...

@@ -50,6 +50,16 @@ class CollectorServiceStub:
                 request_serializer=marketdata_dot_v1_dot_collector__service__pb2.ListInstrumentsRequest.SerializeToString,
                 response_deserializer=marketdata_dot_v1_dot_collector__service__pb2.ListInstrumentsResponse.FromString,
                 _registered_method=True)
+        self.GetOrderBook = channel.unary_unary(
+                '/marketdata.v1.CollectorService/GetOrderBook',
+                request_serializer=marketdata_dot_v1_dot_collector__service__pb2.GetOrderBookRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_collector__service__pb2.GetOrderBookResponse.FromString,
+                _registered_method=True)
+        self.StreamOrderBook = channel.unary_stream(
+                '/marketdata.v1.CollectorService/StreamOrderBook',
+                request_serializer=marketdata_dot_v1_dot_collector__service__pb2.StreamOrderBookRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_collector__service__pb2.StreamOrderBookResponse.FromString,
+                _registered_method=True)
 
 
 class CollectorServiceServicer:
@@ -79,6 +89,23 @@ class CollectorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOrderBook(self, request, context):
+        """GetOrderBook returns the top of an instrument's local order book with derived figures. A book
+        being resynced is returned as its last good state (state RESYNCING, with its age); when there is
+        none, or it is older than MARKETDATA_BOOK_SERVE_STALE_S, the call fails with UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamOrderBook(self, request, context):
+        """StreamOrderBook streams the top of a book, at a fixed interval or after every applied update
+        (coalesced when the consumer is slower than the updates: each message is the latest state).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +123,16 @@ def add_CollectorServiceServicer_to_server(servicer, server):
                     servicer.ListInstruments,
                     request_deserializer=marketdata_dot_v1_dot_collector__service__pb2.ListInstrumentsRequest.FromString,
                     response_serializer=marketdata_dot_v1_dot_collector__service__pb2.ListInstrumentsResponse.SerializeToString,
+            ),
+            'GetOrderBook': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrderBook,
+                    request_deserializer=marketdata_dot_v1_dot_collector__service__pb2.GetOrderBookRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_collector__service__pb2.GetOrderBookResponse.SerializeToString,
+            ),
+            'StreamOrderBook': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamOrderBook,
+                    request_deserializer=marketdata_dot_v1_dot_collector__service__pb2.StreamOrderBookRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_collector__service__pb2.StreamOrderBookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +217,60 @@ class CollectorService:
             '/marketdata.v1.CollectorService/ListInstruments',
             marketdata_dot_v1_dot_collector__service__pb2.ListInstrumentsRequest.SerializeToString,
             marketdata_dot_v1_dot_collector__service__pb2.ListInstrumentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrderBook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marketdata.v1.CollectorService/GetOrderBook',
+            marketdata_dot_v1_dot_collector__service__pb2.GetOrderBookRequest.SerializeToString,
+            marketdata_dot_v1_dot_collector__service__pb2.GetOrderBookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamOrderBook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/marketdata.v1.CollectorService/StreamOrderBook',
+            marketdata_dot_v1_dot_collector__service__pb2.StreamOrderBookRequest.SerializeToString,
+            marketdata_dot_v1_dot_collector__service__pb2.StreamOrderBookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,15 +25,19 @@ _sym_db = _symbol_database.Default()
 from marketdata.v1 import common_pb2 as marketdata_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emarketdata/v1/order_book.proto\x12\rmarketdata.v1\x1a\x1amarketdata/v1/common.proto\")\n\nPriceLevel\x12\r\n\x05price\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\t\"\xda\x01\n\x11OrderBookSnapshot\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\'\n\x04\x62ids\x18\x02 \x03(\x0b\x32\x19.marketdata.v1.PriceLevel\x12\'\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x19.marketdata.v1.PriceLevel\x12\x11\n\tupdate_id\x18\x04 \x01(\x03\x12\x18\n\x10\x65xchange_time_ms\x18\x05 \x01(\x03\x12\x17\n\x0freceive_time_ns\x18\x06 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emarketdata/v1/order_book.proto\x12\rmarketdata.v1\x1a\x1amarketdata/v1/common.proto\"<\n\nPriceLevel\x12\r\n\x05price\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\t\x12\x11\n\tuntrusted\x18\x03 \x01(\x08\"\xda\x01\n\x11OrderBookSnapshot\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\'\n\x04\x62ids\x18\x02 \x03(\x0b\x32\x19.marketdata.v1.PriceLevel\x12\'\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x19.marketdata.v1.PriceLevel\x12\x11\n\tupdate_id\x18\x04 \x01(\x03\x12\x18\n\x10\x65xchange_time_ms\x18\x05 \x01(\x03\x12\x17\n\x0freceive_time_ns\x18\x06 \x01(\x03\"\xc6\x01\n\x10OrderBookSummary\x12+\n\x08\x62\x65st_bid\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.PriceLevel\x12+\n\x08\x62\x65st_ask\x18\x02 \x01(\x0b\x32\x19.marketdata.v1.PriceLevel\x12\x0e\n\x06spread\x18\x03 \x01(\t\x12\x0b\n\x03mid\x18\x04 \x01(\t\x12\x17\n\x0f\x64\x65pth_imbalance\x18\x05 \x01(\x01\x12\x10\n\x08\x62id_size\x18\x06 \x01(\t\x12\x10\n\x08\x61sk_size\x18\x07 \x01(\t*\xa1\x01\n\rBookSyncState\x12\x1f\n\x1b\x42OOK_SYNC_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42OOK_SYNC_STATE_OFF\x10\x01\x12\x1b\n\x17\x42OOK_SYNC_STATE_SYNCING\x10\x02\x12\x1a\n\x16\x42OOK_SYNC_STATE_SYNCED\x10\x03\x12\x1d\n\x19\x42OOK_SYNC_STATE_RESYNCING\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marketdata.v1.order_book_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_BOOKSYNCSTATE']._serialized_start=562
+  _globals['_BOOKSYNCSTATE']._serialized_end=723
   _globals['_PRICELEVEL']._serialized_start=77
-  _globals['_PRICELEVEL']._serialized_end=118
-  _globals['_ORDERBOOKSNAPSHOT']._serialized_start=121
-  _globals['_ORDERBOOKSNAPSHOT']._serialized_end=339
+  _globals['_PRICELEVEL']._serialized_end=137
+  _globals['_ORDERBOOKSNAPSHOT']._serialized_start=140
+  _globals['_ORDERBOOKSNAPSHOT']._serialized_end=358
+  _globals['_ORDERBOOKSUMMARY']._serialized_start=361
+  _globals['_ORDERBOOKSUMMARY']._serialized_end=559
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,31 @@ class StorageServiceStub:
                 request_serializer=marketdata_dot_v1_dot_storage__service__pb2.QueryTradesRequest.SerializeToString,
                 response_deserializer=marketdata_dot_v1_dot_storage__service__pb2.QueryTradesResponse.FromString,
                 _registered_method=True)
+        self.WriteBookSnapshots = channel.stream_stream(
+                '/marketdata.v1.StorageService/WriteBookSnapshots',
+                request_serializer=marketdata_dot_v1_dot_storage__service__pb2.WriteBookSnapshotsRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_storage__service__pb2.WriteBookSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.QueryBookSnapshots = channel.unary_stream(
+                '/marketdata.v1.StorageService/QueryBookSnapshots',
+                request_serializer=marketdata_dot_v1_dot_storage__service__pb2.QueryBookSnapshotsRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_storage__service__pb2.QueryBookSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.QueryFootprints = channel.unary_stream(
+                '/marketdata.v1.StorageService/QueryFootprints',
+                request_serializer=marketdata_dot_v1_dot_storage__service__pb2.QueryFootprintsRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_storage__service__pb2.QueryFootprintsResponse.FromString,
+                _registered_method=True)
+        self.GetStorageStats = channel.unary_unary(
+                '/marketdata.v1.StorageService/GetStorageStats',
+                request_serializer=marketdata_dot_v1_dot_storage__service__pb2.GetStorageStatsRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_storage__service__pb2.GetStorageStatsResponse.FromString,
+                _registered_method=True)
+        self.ApplyRetention = channel.unary_unary(
+                '/marketdata.v1.StorageService/ApplyRetention',
+                request_serializer=marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -53,14 +78,58 @@ class StorageServiceServicer:
 
     def WriteTrades(self, request_iterator, context):
         """WriteTrades takes a stream of batches and acknowledges each one only after a durable commit.
-        Writes are idempotent by trade identity.
+        Writes are idempotent by trade identity; 1m footprint bars are updated from newly stored trades
+        only. Acknowledgements may be sent in any order; each names its batch. An invalid batch ends the
+        stream with INVALID_ARGUMENT naming the field (trailing metadata `rejected-batch-id` names the
+        batch); a store that cannot commit ends it with UNAVAILABLE, and the writer resends what was not
+        acknowledged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def QueryTrades(self, request, context):
-        """QueryTrades streams stored trades of the given instruments in [start, end).
+        """QueryTrades streams stored trades of the given instruments in [start, end), one instrument after
+        the other, each in exchange order, in batches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteBookSnapshots(self, request_iterator, context):
+        """WriteBookSnapshots stores order-book snapshots, acknowledging each batch after a durable commit.
+        A snapshot's identity is (instrument, exchange_time_ms, update_id): resends are not stored twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryBookSnapshots(self, request, context):
+        """QueryBookSnapshots streams stored snapshots of one instrument in [start, end), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryFootprints(self, request, context):
+        """QueryFootprints streams footprint bars of one instrument whose start lies in [start, end),
+        oldest first: per price row, aggressor buy and sell volume and trade counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStorageStats(self, request, context):
+        """GetStorageStats reports, per collection and instrument: count, bytes, oldest and newest; and the
+        state of the store (backend, writable, free disk).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyRetention(self, request, context):
+        """ApplyRetention removes what is older than each collection's retention (archiving it first when an
+        archive directory is configured), or with dry_run only reports what it would remove.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +147,31 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.QueryTrades,
                     request_deserializer=marketdata_dot_v1_dot_storage__service__pb2.QueryTradesRequest.FromString,
                     response_serializer=marketdata_dot_v1_dot_storage__service__pb2.QueryTradesResponse.SerializeToString,
+            ),
+            'WriteBookSnapshots': grpc.stream_stream_rpc_method_handler(
+                    servicer.WriteBookSnapshots,
+                    request_deserializer=marketdata_dot_v1_dot_storage__service__pb2.WriteBookSnapshotsRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_storage__service__pb2.WriteBookSnapshotsResponse.SerializeToString,
+            ),
+            'QueryBookSnapshots': grpc.unary_stream_rpc_method_handler(
+                    servicer.QueryBookSnapshots,
+                    request_deserializer=marketdata_dot_v1_dot_storage__service__pb2.QueryBookSnapshotsRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_storage__service__pb2.QueryBookSnapshotsResponse.SerializeToString,
+            ),
+            'QueryFootprints': grpc.unary_stream_rpc_method_handler(
+                    servicer.QueryFootprints,
+                    request_deserializer=marketdata_dot_v1_dot_storage__service__pb2.QueryFootprintsRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_storage__service__pb2.QueryFootprintsResponse.SerializeToString,
+            ),
+            'GetStorageStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStorageStats,
+                    request_deserializer=marketdata_dot_v1_dot_storage__service__pb2.GetStorageStatsRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_storage__service__pb2.GetStorageStatsResponse.SerializeToString,
+            ),
+            'ApplyRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyRetention,
+                    request_deserializer=marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +229,141 @@ class StorageService:
             '/marketdata.v1.StorageService/QueryTrades',
             marketdata_dot_v1_dot_storage__service__pb2.QueryTradesRequest.SerializeToString,
             marketdata_dot_v1_dot_storage__service__pb2.QueryTradesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteBookSnapshots(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/marketdata.v1.StorageService/WriteBookSnapshots',
+            marketdata_dot_v1_dot_storage__service__pb2.WriteBookSnapshotsRequest.SerializeToString,
+            marketdata_dot_v1_dot_storage__service__pb2.WriteBookSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryBookSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/marketdata.v1.StorageService/QueryBookSnapshots',
+            marketdata_dot_v1_dot_storage__service__pb2.QueryBookSnapshotsRequest.SerializeToString,
+            marketdata_dot_v1_dot_storage__service__pb2.QueryBookSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryFootprints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/marketdata.v1.StorageService/QueryFootprints',
+            marketdata_dot_v1_dot_storage__service__pb2.QueryFootprintsRequest.SerializeToString,
+            marketdata_dot_v1_dot_storage__service__pb2.QueryFootprintsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStorageStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marketdata.v1.StorageService/GetStorageStats',
+            marketdata_dot_v1_dot_storage__service__pb2.GetStorageStatsRequest.SerializeToString,
+            marketdata_dot_v1_dot_storage__service__pb2.GetStorageStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marketdata.v1.StorageService/ApplyRetention',
+            marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionRequest.SerializeToString,
+            marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionResponse.FromString,
             options,
             channel_credentials,
             insecure,

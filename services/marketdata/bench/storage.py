@@ -1,0 +1,274 @@
+"""`marketdata bench storage`: the embedded store behind `marketdata serve storage`, in its own process.
+
+1. Ingest: one WriteTrades stream, batches of 1000 trades of one instrument spread over 24 h, sent
+   pipelined; trades/s from the first send to the last acknowledgement (each after a durable commit,
+   synchronous=FULL unless MARKETDATA_STORAGE_SQLITE_SYNCHRONOUS says otherwise).
+2. Footprints: QueryFootprints of the whole 24 h of 1m bars, repeated; latency percentiles as a client
+   sees them (until the last bar is parsed). Without Redis, then with Redis (warm) when redis-server is
+   on PATH.
+3. Streaming: QueryTrades of all stored trades; trades/s with the client parsing every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marketdata.bench.collector import machine
+from marketdata.bench.processes import Service, cpu_seconds, free_port, start_service
+from marketdata.core.grpc_client import create_channel
+from marketdata.core.instruments import InstrumentId
+from marketdata.v1 import common_pb2
+from marketdata.v1 import storage_service_pb2 as storage_pb2
+from marketdata.v1 import storage_service_pb2_grpc as storage_grpc
+
+INSTRUMENT = InstrumentId.parse("binance-futures:BTCUSDT")
+DAY_MS = 86_400_000
+BATCH = 1000
+
+
+@dataclass
+class Report:
+    machine: dict[str, Any]
+    trades: int
+    synchronous: str
+    ingest_trades_per_s: float = 0.0
+    ingest_seconds: float = 0.0
+    ingest_storage_cpu_s: float = 0.0
+    store_mb: float = 0.0
+    footprint_bars: int = 0
+    footprint_rows: int = 0
+    footprints_ms: dict[str, float] = field(default_factory=dict)
+    footprints_redis_ms: dict[str, float] = field(default_factory=dict)
+    stream_trades_per_s: float = 0.0
+    stream_seconds: float = 0.0
+
+
+def _requests(count: int, start_ms: int, seed: int = 5) -> list[bytes]:
+    """Serialized WriteTradesRequests: a random walk on a 0.10 grid, evenly over 24 h."""
+    rng = random.Random(seed)
+    price = 650_000
+    spacing = DAY_MS / count
+    out: list[bytes] = []
+    instrument = INSTRUMENT.to_proto()
+    for first in range(0, count, BATCH):
+        trades = []
+        for n in range(first, min(count, first + BATCH)):
+            price += rng.choice((-2, -1, 0, 0, 1, 2))
+            size = rng.randint(1, 5000)
+            t = start_ms + int(n * spacing)
+            trades.append(
+                common_pb2.Trade(
+                    trade_id=str(7_000_000_000 + n),
+                    price=f"{price // 10}.{price % 10}0",
+                    size=f"{size // 1000}.{size % 1000:03d}",
+                    side=common_pb2.SIDE_BUY if rng.random() < 0.5 else common_pb2.SIDE_SELL,
+                    exchange_time_ms=t,
+                    receive_time_ns=t * 1_000_000 + 250_000,
+                    event_time_ms=t,
+                    source=common_pb2.TRADE_SOURCE_WEBSOCKET,
+                    execution_type="MARKET",
+                )
+            )
+        out.append(
+            storage_pb2.WriteTradesRequest(
+                batch_id=first // BATCH + 1,
+                batch=common_pb2.TradeBatch(instrument=instrument, trades=trades),
+                tick_size="0.10",
+            ).SerializeToString()
+        )
+    return out
+
+
+async def _ingest(addr: str, requests: list[bytes]) -> float:
+    async with create_channel(addr) as channel:
+        method = channel.stream_stream(
+            "/marketdata.v1.StorageService/WriteTrades",
+            request_serializer=None,
+            response_deserializer=storage_pb2.WriteTradesResponse.FromString,
+        )
+        call = method()
+        started = time.perf_counter()
+
+        async def send() -> None:
+            for request in requests:
+                await call.write(request)
+            await call.done_writing()
+
+        sender = asyncio.create_task(send())
+        acks = 0
+        async for _ in call:
+            acks += 1
+        await sender
+        if acks != len(requests):
+            raise RuntimeError(f"{acks} acknowledgements for {len(requests)} batches")
+        return time.perf_counter() - started
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    return {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": ordered[-1] * 1000}
+
+
+async def _footprints(addr: str, start_ms: int, rounds: int) -> tuple[dict[str, float], int, int]:
+    async with create_channel(addr) as channel:
+        stub = storage_grpc.StorageServiceStub(channel)  # type: ignore[no-untyped-call]
+        request = storage_pb2.QueryFootprintsRequest(
+            instrument=INSTRUMENT.to_proto(), start_time_ms=start_ms, end_time_ms=start_ms + DAY_MS
+        )
+        samples: list[float] = []
+        bars = rows = 0
+        for n in range(rounds + 3):
+            began = time.perf_counter()
+            bars = rows = 0
+            async for response in stub.QueryFootprints(request):
+                bars += len(response.bars)
+                rows += sum(len(b.rows) for b in response.bars)
+            if n >= 3:  # warm-up rounds (connection, caches) are not counted
+                samples.append(time.perf_counter() - began)
+        return _percentiles(samples), bars, rows
+
+
+async def _stream(addr: str, start_ms: int, expected: int) -> float:
+    async with create_channel(addr) as channel:
+        stub = storage_grpc.StorageServiceStub(channel)  # type: ignore[no-untyped-call]
+        request = storage_pb2.QueryTradesRequest(
+            instruments=[INSTRUMENT.to_proto()], start_time_ms=start_ms, end_time_ms=start_ms + DAY_MS
+        )
+        began = time.perf_counter()
+        count = 0
+        async for response in stub.QueryTrades(request):
+            count += len(response.batch.trades)
+        elapsed = time.perf_counter() - began
+        if count != expected:
+            raise RuntimeError(f"streamed {count} trades, expected {expected}")
+        return elapsed
+
+
+async def _storage(data: Path, extra: dict[str, str], synchronous: str) -> Service:
+    port = free_port()
+    env = {
+        "MARKETDATA_STORAGE_PORT": str(port),
+        "MARKETDATA_STORAGE_METRICS_PORT": "0",
+        "MARKETDATA_STORAGE_URI": f"sqlite:///{data / 'bench.db'}",
+        "MARKETDATA_STORAGE_SQLITE_SYNCHRONOUS": synchronous,
+        "MARKETDATA_STORAGE_RETENTION_INTERVAL": "0",
+        "MARKETDATA_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+    return await start_service("storage", ["serve", "storage"], env, port)
+
+
+@contextlib.contextmanager
+def _redis(directory: Path) -> Any:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _size_mb(data: Path) -> float:
+    return sum(p.stat().st_size for p in data.glob("bench.db*")) / 1e6
+
+
+async def run(trades: int, rounds: int, synchronous: str) -> Report:
+    report = Report(machine(), trades, synchronous)
+    now = int(time.time() * 1000)
+    start_ms = now - now % DAY_MS - 2 * DAY_MS  # a whole closed UTC day
+    requests = _requests(trades, start_ms)
+    with tempfile.TemporaryDirectory(prefix="marketdata-bench-") as tmp:
+        data = Path(tmp)
+        service = await _storage(data, {}, synchronous)
+        try:
+            cpu_before = cpu_seconds(service.pid)
+            addr = f"127.0.0.1:{service.port}"
+            report.ingest_seconds = await _ingest(addr, requests)
+            report.ingest_storage_cpu_s = cpu_seconds(service.pid) - cpu_before
+            report.ingest_trades_per_s = trades / report.ingest_seconds
+            report.footprints_ms, report.footprint_bars, report.footprint_rows = await _footprints(
+                addr, start_ms, rounds
+            )
+            report.stream_seconds = await _stream(addr, start_ms, trades)
+            report.stream_trades_per_s = trades / report.stream_seconds
+        finally:
+            await service.stop()
+        report.store_mb = _size_mb(data)
+        with _redis(data) as redis_url:
+            if redis_url is not None:
+                service = await _storage(data, {"MARKETDATA_REDIS_URL": redis_url}, synchronous)
+                try:
+                    report.footprints_redis_ms, _, _ = await _footprints(
+                        f"127.0.0.1:{service.port}", start_ms, rounds
+                    )
+                finally:
+                    await service.stop()
+    return report
+
+
+def table(report: Report) -> str:
+    fp, fr = report.footprints_ms, report.footprints_redis_ms
+    lines = [
+        f"embedded store (SQLite WAL, synchronous={report.synchronous}), one instrument, "
+        f"{report.trades} trades over 24 h, {report.machine['cpus']} CPUs",
+        "",
+        f"{'ingest (WriteTrades, acked after durable commit)':<52} {report.ingest_trades_per_s:>12,.0f} trades/s"
+        f"   ({report.ingest_seconds:.1f} s, storage CPU {report.ingest_storage_cpu_s:.1f} s)",
+        f"{'QueryTrades, 24 h streamed back (client parses)':<52} {report.stream_trades_per_s:>12,.0f} trades/s"
+        f"   ({report.stream_seconds:.2f} s)",
+        f"{'QueryFootprints, 24 h of 1m bars (store)':<52} p50 {fp['p50']:.1f} ms  p95 {fp['p95']:.1f} ms  "
+        f"p99 {fp['p99']:.1f} ms   ({report.footprint_bars} bars, {report.footprint_rows} rows)",
+    ]
+    if fr:
+        lines.append(
+            f"{'QueryFootprints, 24 h of 1m bars (Redis, warm)':<52} p50 {fr['p50']:.1f} ms  "
+            f"p95 {fr['p95']:.1f} ms  p99 {fr['p99']:.1f} ms"
+        )
+    lines.append(f"{'store size':<52} {report.store_mb:>12.1f} MB")
+    return "\n".join(lines)
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    return asdict(report)
+
+
+def main(trades: int, rounds: int, synchronous: str) -> Report:
+    return asyncio.run(run(trades, rounds, synchronous))
+
+
+__all__ = ["Report", "as_json", "main", "table"]

@@ -1,0 +1,769 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Durability: every write is one transaction, committed with `synchronous=FULL` by default: in WAL mode
+SQLite then fsyncs the WAL at each commit, so a commit that returned survives a SIGKILL (the bytes are
+in the WAL file, which the next open replays) and a power loss (they are on the disk). `NORMAL` skips
+that fsync: still safe against a killed process (the OS has the WAL pages), not against a power cut.
+Many batches share one commit (the service's group commit), so the fsync is paid per commit, not per batch.
+
+Layout (WITHOUT ROWID tables, clustered by their primary key):
+- trades(inst, t, seq, tid, payload): clustered by (instrument, exchange time, storage sequence), so a
+  time range is one contiguous scan; UNIQUE(inst, tid) is the trade identity. `payload` is the Trade
+  message already framed as a TradeBatch.trades field, so a query concatenates bytes.
+- footprints_1m / footprints_1h(inst, start_ms, version, trades, payload): one row per bar, payload a
+  FootprintBar message; updated in the same transaction as the trades that changed it.
+- book_snapshots(inst, t, update_id, payload): identity (instrument, time, update id).
+- stats(collection, inst, ...): counts, bytes, oldest, newest, maintained in the same transactions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from marketdata.core.instruments import InstrumentId
+from marketdata.storage.backends.base import (
+    ChangedBar,
+    CollectionStat,
+    InvalidBatch,
+    RestoreSession,
+    StoredBar,
+    StoreUnavailable,
+    TradeChunk,
+    TradeWrite,
+    WriteOutcome,
+    WriteResult,
+    validate_snapshot,
+    validate_tick,
+    validate_trades,
+)
+from marketdata.storage.footprints import BAR_MS, MINUTE_MS, RES_1H, RES_1M, Bar, length_delimited
+from marketdata.v1 import common_pb2, order_book_pb2
+
+SCHEMA_VERSION = 1
+_HOT_BARS = 512  # decoded bars kept by the writer (the current minutes, recent late ones)
+_READERS = 4
+# Multi-row INSERT sizes: a chunk of rows is cut into these, so only a few statements are prepared.
+_INSERT_SIZES = (256, 32, 4, 1)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS instruments(
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, tick_size TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS trades(
+    inst INTEGER NOT NULL, t INTEGER NOT NULL, seq INTEGER NOT NULL, tid TEXT NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY(inst, t, seq)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS trades_identity ON trades(inst, tid);
+CREATE TABLE IF NOT EXISTS book_snapshots(
+    inst INTEGER NOT NULL, t INTEGER NOT NULL, update_id INTEGER NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY(inst, t, update_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS footprints_1m(
+    inst INTEGER NOT NULL, start_ms INTEGER NOT NULL, version INTEGER NOT NULL, trades INTEGER NOT NULL,
+    payload BLOB NOT NULL, PRIMARY KEY(inst, start_ms)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS footprints_1h(
+    inst INTEGER NOT NULL, start_ms INTEGER NOT NULL, version INTEGER NOT NULL, trades INTEGER NOT NULL,
+    payload BLOB NOT NULL, PRIMARY KEY(inst, start_ms)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stats(
+    collection TEXT NOT NULL, inst INTEGER NOT NULL, count INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    oldest INTEGER NOT NULL, newest INTEGER NOT NULL, PRIMARY KEY(collection, inst)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heartbeat(id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, pad BLOB);
+"""
+
+_TIME_COLUMN = {
+    "trades": "t",
+    "book_snapshots": "t",
+    "footprints_1m": "start_ms",
+    "footprints_1h": "start_ms",
+}
+_BAR_TABLE: dict[int, str] = {RES_1M: "footprints_1m", RES_1H: "footprints_1h"}
+_TRADE_TAG = 0x12  # TradeBatch.trades = 2
+_SNAPSHOT_TAG = 0x0A  # QueryBookSnapshotsResponse.snapshots = 1
+
+
+def _unframe(framed: bytes) -> bytes:
+    """Strip the tag and length varint off a framed payload."""
+    position = 1
+    while framed[position] & 0x80:
+        position += 1
+    return framed[position + 1 :]
+
+
+class _Stat:
+    __slots__ = ("bytes", "count", "newest", "oldest")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bytes = 0
+        self.oldest = 0
+        self.newest = 0
+
+    def add(self, count: int, size: int, oldest: int, newest: int) -> None:
+        self.count += count
+        self.bytes += size
+        if count:
+            self.oldest = oldest if self.oldest == 0 else min(self.oldest, oldest)
+            self.newest = max(self.newest, newest)
+
+
+class _Touched:
+    """A bar changed by the current transaction."""
+
+    __slots__ = ("bar", "instrument", "old_bytes", "payload")
+
+    def __init__(self, instrument: InstrumentId, bar: Bar, old_bytes: int) -> None:
+        self.instrument = instrument
+        self.bar = bar
+        self.old_bytes = old_bytes
+        self.payload = b""
+
+
+class SqliteBackend:
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", max_bytes: int = 0) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.max_bytes = max_bytes
+        self._writer: sqlite3.Connection | None = None
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_lock = threading.Lock()
+        self._reader_count = 0
+        self._inst_ids: dict[InstrumentId, int] = {}
+        self._inst_keys: dict[int, InstrumentId] = {}
+        self._ticks: dict[InstrumentId, str] = {}
+        self._bars: OrderedDict[tuple[int, int, int], Bar] = OrderedDict()
+        self._next_seq = 1
+        self._pending: list[tuple[InstrumentId, int, bool, str]] = []
+
+    # --- connections -------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA secure_delete=OFF")  # deleted pages are reused, not zeroed
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA mmap_size=1073741824")  # reads share the OS page cache, no per-connection copy
+        if self.max_bytes:
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            conn.execute(f"PRAGMA max_page_count={max(16, self.max_bytes // page_size)}")
+        return conn
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = self._connect()
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES('schema_version', ?)", (SCHEMA_VERSION,))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreUnavailable(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+            row = conn.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
+            self._next_seq = int(row[0]) if row else 1
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._writer = conn
+        self._load_instruments()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._writer.close()
+            self._writer = None
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                break
+
+    @property
+    def _w(self) -> sqlite3.Connection:
+        if self._writer is None:
+            raise StoreUnavailable("store is closed")
+        return self._writer
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._readers.put(conn)
+
+    def _load_instruments(self) -> None:
+        for inst_id, key, tick in self._w.execute("SELECT id, key, tick_size FROM instruments"):
+            instrument = InstrumentId.parse(key)
+            self._inst_ids[instrument] = inst_id
+            self._inst_keys[inst_id] = instrument
+            if tick:
+                self._ticks[instrument] = tick
+
+    def _inst_id(self, instrument: InstrumentId, tick: str) -> int:
+        """The instrument's id, registering it or updating its tick size inside the caller's transaction;
+        the in-memory registry follows once the transaction commits (see _settle)."""
+        inst_id = self._inst_ids.get(instrument)
+        if inst_id is None:
+            cursor = self._w.execute(
+                "INSERT INTO instruments(key, tick_size, created_ms) VALUES(?, ?, ?)",
+                (instrument.key, tick, int(time.time() * 1000)),
+            )
+            inst_id = int(cursor.lastrowid or 0)
+            self._inst_ids[instrument] = inst_id
+            self._inst_keys[inst_id] = instrument
+            self._pending.append((instrument, inst_id, True, tick))
+        elif tick and self._ticks.get(instrument) != tick:
+            self._w.execute("UPDATE instruments SET tick_size=? WHERE id=?", (tick, inst_id))
+            self._pending.append((instrument, inst_id, False, tick))
+        return inst_id
+
+    def _settle(self, committed: bool) -> None:
+        for instrument, inst_id, created, tick in self._pending:
+            if committed:
+                if tick:
+                    self._ticks[instrument] = tick
+            elif created:
+                self._inst_ids.pop(instrument, None)
+                self._inst_keys.pop(inst_id, None)
+        self._pending.clear()
+
+    def _begin(self) -> None:
+        self._pending.clear()
+        self._w.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._w.execute("COMMIT")
+        self._settle(True)
+
+    def _abort(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._w.in_transaction:
+                self._w.execute("ROLLBACK")
+        self._settle(False)
+
+    def tick_sizes(self) -> dict[InstrumentId, str]:
+        return dict(self._ticks)
+
+    def known_instruments(self) -> set[InstrumentId]:
+        return set(self._inst_ids)
+
+    # --- trades ------------------------------------------------------------------------------------
+
+    def _insert_trades(self, inst_id: int, trades: Sequence[common_pb2.Trade]) -> tuple[list[int], int]:
+        """INSERT OR IGNORE the trades; the indexes of those newly stored, and their payload bytes."""
+        conn = self._w
+        base = self._next_seq
+        self._next_seq += len(trades)
+        params: list[Any] = []
+        size = 0
+        for n, trade in enumerate(trades):
+            framed = length_delimited(_TRADE_TAG, trade.SerializeToString())
+            params += (inst_id, trade.exchange_time_ms, base + n, trade.trade_id, framed)
+        inserted: list[int] = []
+        position = 0
+        remaining = len(trades)
+        for rows in _INSERT_SIZES:
+            if remaining < rows:
+                continue
+            sql = (
+                "INSERT OR IGNORE INTO trades(inst, t, seq, tid, payload) VALUES "
+                + ",".join(["(?,?,?,?,?)"] * rows)
+                + " RETURNING seq, length(payload)"
+            )
+            while remaining >= rows:
+                for seq, length in conn.execute(sql, params[position * 5 : (position + rows) * 5]):
+                    inserted.append(seq - base)
+                    size += length
+                position += rows
+                remaining -= rows
+        inserted.sort()
+        return inserted, size
+
+    def _bar(self, inst_id: int, resolution: int, start_ms: int, row_size: str) -> tuple[Bar, int]:
+        """The current version of a bar (from the writer's cache while it is still what the table holds)
+        and the size of its stored payload (0 when new)."""
+        key = (inst_id, resolution, start_ms)
+        table = _BAR_TABLE[resolution]
+        row = self._w.execute(
+            f"SELECT version, length(payload) FROM {table} WHERE inst=? AND start_ms=?", (inst_id, start_ms)
+        ).fetchone()
+        cached = self._bars.get(key)
+        if cached is not None and row is not None and cached.version == row[0]:
+            self._bars.move_to_end(key)
+            return cached, int(row[1])
+        if row is not None:
+            payload = self._w.execute(
+                f"SELECT payload FROM {table} WHERE inst=? AND start_ms=?", (inst_id, start_ms)
+            ).fetchone()[0]
+            bar = Bar.decode(payload)
+        else:
+            bar = Bar(start_ms, row_size, resolution)
+        self._bars[key] = bar
+        if len(self._bars) > _HOT_BARS:
+            self._bars.popitem(last=False)
+        return bar, int(row[1]) if row is not None else 0
+
+    def _save_bars(self, touched: dict[tuple[int, int, int], _Touched]) -> dict[tuple[int, int], _Stat]:
+        """Bump and store every touched bar; the bar statistics deltas per (instrument, resolution)."""
+        stats: dict[tuple[int, int], _Stat] = {}
+        for (inst_id, resolution, start), entry in touched.items():
+            bar = entry.bar
+            created = bar.version == 0
+            bar.version += 1
+            entry.payload = bar.encode()
+            self._w.execute(
+                f"INSERT OR REPLACE INTO {_BAR_TABLE[resolution]}(inst, start_ms, version, trades, payload) "
+                "VALUES(?, ?, ?, ?, ?)",
+                (inst_id, start, bar.version, bar.trades, entry.payload),
+            )
+            stat = stats.setdefault((inst_id, resolution), _Stat())
+            stat.add(1 if created else 0, len(entry.payload) - entry.old_bytes, start, start)
+        return stats
+
+    def write_trades(self, writes: Sequence[TradeWrite], now_ms: int) -> WriteResult:
+        outcomes: list[WriteOutcome | InvalidBatch] = []
+        valid: list[tuple[int, TradeWrite, str]] = []
+        group_ticks: dict[InstrumentId, str] = {}  # tick sizes given earlier in this group
+        for index, write in enumerate(writes):
+            try:
+                tick = (
+                    write.tick_size
+                    or group_ticks.get(write.instrument, "")
+                    or self._ticks.get(write.instrument, "")
+                )
+                if not tick:
+                    raise InvalidBatch(
+                        f"tick_size: {write.instrument.key} is new to storage and no tick size was given"
+                    )
+                if write.tick_size:
+                    validate_tick(write.tick_size)
+                validate_trades(write.trades)
+            except InvalidBatch as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(WriteOutcome(0, 0))
+            valid.append((index, write, tick))
+            if write.tick_size:
+                group_ticks[write.instrument] = write.tick_size
+        result = WriteResult(outcomes)
+        if not valid:
+            return result
+        touched: dict[tuple[int, int, int], _Touched] = {}
+        minute_now = now_ms - now_ms % MINUTE_MS
+        try:
+            self._begin()
+            trade_stats: dict[int, _Stat] = {}
+            for index, write, tick in valid:
+                instrument = write.instrument
+                inst_id = self._inst_id(instrument, write.tick_size)
+                inserted, size = self._insert_trades(inst_id, write.trades)
+                late: set[int] = set()
+                stat = trade_stats.setdefault(inst_id, _Stat())
+                newest = 0
+                for n in inserted:
+                    trade = write.trades[n]
+                    t = trade.exchange_time_ms
+                    start = t - t % MINUTE_MS
+                    key = (inst_id, RES_1M, start)
+                    entry = touched.get(key)
+                    if entry is None:
+                        bar, old_bytes = self._bar(inst_id, RES_1M, start, tick)
+                        entry = touched[key] = _Touched(instrument, bar, old_bytes)
+                    entry.bar.add(trade.price, trade.size, trade.side == common_pb2.SIDE_BUY, t)
+                    if start < minute_now:
+                        late.add(start)
+                    stat.add(1, 0, t, t)
+                    if t > newest:
+                        newest = t
+                stat.bytes += size
+                if newest:
+                    result.newest_ms[instrument] = max(result.newest_ms.get(instrument, 0), newest)
+                outcomes[index] = WriteOutcome(len(inserted), len(write.trades) - len(inserted), len(late))
+            bar_stats = self._save_bars(touched)
+            for inst_id, stat in trade_stats.items():
+                self._bump_stat("trades", inst_id, stat)
+            for (inst_id, resolution), stat in bar_stats.items():
+                self._bump_stat(_BAR_TABLE[resolution], inst_id, stat)
+            self._w.execute("INSERT OR REPLACE INTO meta VALUES('next_seq', ?)", (self._next_seq,))
+            self._commit()
+        except sqlite3.Error as exc:
+            self._forget(touched)
+            raise StoreUnavailable(f"commit failed: {exc}") from exc
+        except BaseException:
+            self._forget(touched)
+            raise
+        for (_, resolution, start), entry in touched.items():
+            if start < minute_now:
+                result.changed_bars.append(
+                    ChangedBar(entry.instrument, resolution, start, entry.bar.version, entry.payload)
+                )
+        return result
+
+    def _forget(self, touched: dict[tuple[int, int, int], _Touched]) -> None:
+        """After a failed transaction: roll back, and drop the cached bars it changed."""
+        self._abort()
+        for key in touched:
+            self._bars.pop(key, None)
+
+    def _bump_stat(self, collection: str, inst_id: int, stat: _Stat) -> None:
+        if stat.count == 0 and stat.bytes == 0:
+            return
+        self._w.execute(
+            "INSERT INTO stats VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(collection, inst) DO UPDATE SET "
+            "count = count + excluded.count, bytes = bytes + excluded.bytes, "
+            "oldest = CASE WHEN oldest = 0 THEN excluded.oldest "
+            "WHEN excluded.oldest = 0 THEN oldest ELSE min(oldest, excluded.oldest) END, "
+            "newest = max(newest, excluded.newest)",
+            (collection, inst_id, stat.count, stat.bytes, stat.oldest, stat.newest),
+        )
+
+    def count_trades(self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int) -> int:
+        return self.count_range("trades", instrument, start_ms, end_ms, cap)
+
+    def read_trades(
+        self,
+        instrument: InstrumentId,
+        start_ms: int,
+        end_ms: int,
+        after: tuple[int, int] | None,
+        limit: int,
+        chunk: int,
+    ) -> Iterator[TradeChunk]:
+        inst_id = self._inst_ids.get(instrument)
+        if inst_id is None:
+            return
+        with self._reader() as conn:
+            conn.execute("BEGIN")  # one snapshot for the whole read
+            queries: list[tuple[str, tuple[Any, ...]]] = []
+            if after is not None:
+                queries.append(
+                    (
+                        "SELECT t, seq, payload FROM trades WHERE inst=? AND t=? AND seq>? ORDER BY t, seq",
+                        (inst_id, after[0], after[1]),
+                    )
+                )
+                start_ms = after[0] + 1
+            queries.append(
+                (
+                    "SELECT t, seq, payload FROM trades WHERE inst=? AND t>=? AND t<? ORDER BY t, seq",
+                    (inst_id, start_ms, end_ms),
+                )
+            )
+            left = limit if limit > 0 else -1
+            for sql, params in queries:
+                if left == 0:
+                    break
+                if left > 0:
+                    sql += f" LIMIT {left}"
+                cursor = conn.execute(sql, params)
+                while True:
+                    rows = cursor.fetchmany(chunk)
+                    if not rows:
+                        break
+                    last = rows[-1]
+                    if left > 0:
+                        left -= len(rows)
+                    yield TradeChunk(b"".join([r[2] for r in rows]), len(rows), (last[0], last[1]))
+
+    # --- book snapshots ----------------------------------------------------------------------------
+
+    def write_book_snapshots(
+        self, batches: Sequence[Sequence[order_book_pb2.OrderBookSnapshot]]
+    ) -> list[WriteOutcome | InvalidBatch]:
+        outcomes: list[WriteOutcome | InvalidBatch] = []
+        checked: list[tuple[int, list[InstrumentId]]] = []
+        for index, batch in enumerate(batches):
+            try:
+                instruments = [validate_snapshot(s, f"snapshots[{n}]") for n, s in enumerate(batch)]
+            except InvalidBatch as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(WriteOutcome(0, 0))
+            checked.append((index, instruments))
+        if not checked:
+            return outcomes
+        conn = self._w
+        try:
+            self._begin()
+            stats: dict[int, _Stat] = {}
+            for index, instruments in checked:
+                inserted = 0
+                for snapshot, instrument in zip(batches[index], instruments, strict=True):
+                    inst_id = self._inst_id(instrument, "")
+                    payload = length_delimited(_SNAPSHOT_TAG, snapshot.SerializeToString())
+                    cursor = conn.execute(
+                        "INSERT OR IGNORE INTO book_snapshots VALUES(?, ?, ?, ?)",
+                        (inst_id, snapshot.exchange_time_ms, snapshot.update_id, payload),
+                    )
+                    if cursor.rowcount > 0:
+                        inserted += 1
+                        t = snapshot.exchange_time_ms
+                        stats.setdefault(inst_id, _Stat()).add(1, len(payload), t, t)
+                outcomes[index] = WriteOutcome(inserted, len(batches[index]) - inserted)
+            for inst_id, stat in stats.items():
+                self._bump_stat("book_snapshots", inst_id, stat)
+            self._commit()
+        except sqlite3.Error as exc:
+            self._abort()
+            raise StoreUnavailable(f"commit failed: {exc}") from exc
+        except BaseException:
+            self._abort()
+            raise
+        return outcomes
+
+    def count_book_snapshots(self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int) -> int:
+        return self.count_range("book_snapshots", instrument, start_ms, end_ms, cap)
+
+    def read_book_snapshots(
+        self, instrument: InstrumentId, start_ms: int, end_ms: int, limit: int
+    ) -> Iterator[list[bytes]]:
+        inst_id = self._inst_ids.get(instrument)
+        if inst_id is None:
+            return
+        with self._reader() as conn:
+            conn.execute("BEGIN")
+            sql = "SELECT payload FROM book_snapshots WHERE inst=? AND t>=? AND t<? ORDER BY t, update_id"
+            if limit > 0:
+                sql += f" LIMIT {limit}"
+            cursor = conn.execute(sql, (inst_id, start_ms, end_ms))
+            while rows := cursor.fetchmany(256):
+                yield [_unframe(r[0]) for r in rows]
+
+    # --- footprints --------------------------------------------------------------------------------
+
+    def read_footprints(
+        self, instrument: InstrumentId, resolution: int, start_ms: int, end_ms: int
+    ) -> list[StoredBar]:
+        inst_id = self._inst_ids.get(instrument)
+        if inst_id is None:
+            return []
+        table = _BAR_TABLE[resolution]
+        with self._reader() as conn:
+            rows = conn.execute(
+                f"SELECT start_ms, version, payload FROM {table} WHERE inst=? AND start_ms>=? AND start_ms<? "
+                "ORDER BY start_ms",
+                (inst_id, start_ms, end_ms),
+            ).fetchall()
+        return [StoredBar(r[0], r[1], r[2]) for r in rows]
+
+    def put_bars(
+        self, instrument: InstrumentId, resolution: int, bars: Sequence[bytes], replace: bool
+    ) -> int:
+        if not bars:
+            return 0
+        table = _BAR_TABLE[resolution]
+        touched: dict[tuple[int, int, int], _Touched] = {}
+        try:
+            self._begin()
+            inst_id = self._inst_id(instrument, "")
+            for payload in bars:
+                incoming = Bar.decode(payload)
+                start = incoming.start_ms - incoming.start_ms % BAR_MS[resolution]
+                key = (inst_id, resolution, start)
+                entry = touched.get(key)
+                if entry is None:
+                    exists = self._w.execute(
+                        f"SELECT 1 FROM {table} WHERE inst=? AND start_ms=?", (inst_id, start)
+                    ).fetchone()
+                    if exists is not None and not replace:
+                        continue
+                    current, old_bytes = self._bar(inst_id, resolution, start, incoming.row_size)
+                    fresh = Bar(start, incoming.row_size, resolution)
+                    fresh.version = current.version
+                    self._bars[key] = fresh
+                    entry = touched[key] = _Touched(instrument, fresh, old_bytes)
+                entry.bar.merge(incoming)
+            for (inst_id, res), stat in self._save_bars(touched).items():
+                self._bump_stat(_BAR_TABLE[res], inst_id, stat)
+            self._commit()
+        except sqlite3.Error as exc:
+            self._forget(touched)
+            raise StoreUnavailable(f"commit failed: {exc}") from exc
+        except BaseException:
+            self._forget(touched)
+            raise
+        return len(touched)
+
+    # --- stats, health -----------------------------------------------------------------------------
+
+    def stats(self) -> list[CollectionStat]:
+        out: list[CollectionStat] = []
+        with self._reader() as conn:
+            rows = conn.execute("SELECT collection, inst, count, bytes, oldest, newest FROM stats").fetchall()
+            keys = dict(conn.execute("SELECT id, key FROM instruments").fetchall())
+            for collection, inst_id, count, size, oldest, newest in rows:
+                key = keys.get(inst_id)
+                if key is None:
+                    continue
+                out.append(CollectionStat(collection, InstrumentId.parse(key), count, size, oldest, newest))
+        return out
+
+    def store_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
+    def disk_path(self) -> str | None:
+        return str(self.path.parent)
+
+    def probe(self) -> None:
+        """Commit a write that needs room (a 64 KiB row, removed in the same transaction): a full disk
+        or a store at its size cap fails it, as it would fail real writes."""
+        try:
+            self._begin()
+            self._w.execute(
+                "INSERT OR REPLACE INTO heartbeat VALUES(2, ?, zeroblob(65536))", (int(time.time() * 1000),)
+            )
+            self._w.execute("DELETE FROM heartbeat WHERE id = 2")
+            self._w.execute("INSERT OR REPLACE INTO heartbeat VALUES(1, ?, NULL)", (int(time.time() * 1000),))
+            self._commit()
+        except sqlite3.Error as exc:
+            self._abort()
+            raise StoreUnavailable(f"probe write failed: {exc}") from exc
+
+    # --- retention ---------------------------------------------------------------------------------
+
+    def oldest(self, collection: str, instrument: InstrumentId) -> int | None:
+        inst_id = self._inst_ids.get(instrument)
+        if inst_id is None:
+            return None
+        column = _TIME_COLUMN[collection]
+        with self._reader() as conn:
+            row = conn.execute(f"SELECT min({column}) FROM {collection} WHERE inst=?", (inst_id,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def count_range(
+        self, collection: str, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int = 0
+    ) -> int:
+        inst_id = self._inst_ids.get(instrument)
+        if inst_id is None:
+            return 0
+        column = _TIME_COLUMN[collection]
+        inner = f"SELECT 1 FROM {collection} WHERE inst=? AND {column}>=? AND {column}<?"
+        if cap > 0:
+            inner += f" LIMIT {cap + 1}"
+        with self._reader() as conn:
+            row = conn.execute(f"SELECT count(*) FROM ({inner})", (inst_id, start_ms, end_ms)).fetchone()
+        return int(row[0])
+
+    def export_range(
+        self, collection: str, instrument: InstrumentId, start_ms: int, end_ms: int
+    ) -> Iterator[list[bytes]]:
+        inst_id = self._inst_ids.get(instrument)
+        if inst_id is None:
+            return
+        column = _TIME_COLUMN[collection]
+        framed = collection in ("trades", "book_snapshots")
+        order = "t, seq" if collection == "trades" else ("t, update_id" if framed else "start_ms")
+        with self._reader() as conn:
+            conn.execute("BEGIN")
+            cursor = conn.execute(
+                f"SELECT payload FROM {collection} WHERE inst=? AND {column}>=? AND {column}<? ORDER BY {order}",
+                (inst_id, start_ms, end_ms),
+            )
+            while rows := cursor.fetchmany(4096):
+                yield [_unframe(r[0]) for r in rows] if framed else [r[0] for r in rows]
+
+    def delete_range(self, collection: str, instrument: InstrumentId, start_ms: int, end_ms: int) -> int:
+        inst_id = self._inst_ids.get(instrument)
+        if inst_id is None:
+            return 0
+        column = _TIME_COLUMN[collection]
+        conn = self._w
+        where = f"WHERE inst=? AND {column}>=? AND {column}<?"
+        try:
+            self._begin()
+            count, size = conn.execute(
+                f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM {collection} {where}",
+                (inst_id, start_ms, end_ms),
+            ).fetchone()
+            conn.execute(f"DELETE FROM {collection} {where}", (inst_id, start_ms, end_ms))
+            oldest, newest = conn.execute(
+                f"SELECT coalesce(min({column}), 0), coalesce(max({column}), 0) FROM {collection} WHERE inst=?",
+                (inst_id,),
+            ).fetchone()
+            conn.execute(
+                "UPDATE stats SET count = max(0, count - ?), bytes = max(0, bytes - ?), oldest = ?, newest = ? "
+                "WHERE collection = ? AND inst = ?",
+                (count, size, oldest, newest, collection, inst_id),
+            )
+            self._commit()
+        except sqlite3.Error as exc:
+            self._abort()
+            raise StoreUnavailable(f"delete failed: {exc}") from exc
+        if collection.startswith("footprints"):
+            resolution = RES_1M if collection == "footprints_1m" else RES_1H
+            for key in [k for k in self._bars if k[0] == inst_id and k[1] == resolution]:
+                if start_ms <= key[2] < end_ms:
+                    del self._bars[key]
+        return int(count)
+
+    def restore_trades(
+        self,
+        instrument: InstrumentId,
+        tick_size: str,
+        trades: Sequence[common_pb2.Trade],
+        session: RestoreSession,
+    ) -> WriteOutcome:
+        validate_trades(trades, "trades")
+        tick = self._ticks.get(instrument) or tick_size
+        if not tick:
+            raise InvalidBatch(f"tick_size: unknown for {instrument.key}")
+        validate_tick(tick)
+        touched: dict[tuple[int, int, int], _Touched] = {}
+        try:
+            self._begin()
+            inst_id = self._inst_id(instrument, "" if instrument in self._ticks else tick)
+            inserted, size = self._insert_trades(inst_id, trades)
+            kept: set[int] = set()
+            stat = _Stat()
+            for n in inserted:
+                trade = trades[n]
+                t = trade.exchange_time_ms
+                start = t - t % MINUTE_MS
+                stat.add(1, 0, t, t)
+                if start in kept:
+                    continue
+                key = (inst_id, RES_1M, start)
+                entry = touched.get(key)
+                if entry is None:
+                    exists = self._w.execute(
+                        "SELECT 1 FROM footprints_1m WHERE inst=? AND start_ms=?", (inst_id, start)
+                    ).fetchone()
+                    if exists is not None and (inst_id, start) not in session.created_bars:
+                        kept.add(start)  # retention kept this bar: it counts these trades already
+                        continue
+                    bar, old_bytes = self._bar(inst_id, RES_1M, start, tick)
+                    entry = touched[key] = _Touched(instrument, bar, old_bytes)
+                entry.bar.add(trade.price, trade.size, trade.side == common_pb2.SIDE_BUY, t)
+            stat.bytes = size
+            for (i, res), bar_stat in self._save_bars(touched).items():
+                self._bump_stat(_BAR_TABLE[res], i, bar_stat)
+            self._bump_stat("trades", inst_id, stat)
+            self._w.execute("INSERT OR REPLACE INTO meta VALUES('next_seq', ?)", (self._next_seq,))
+            self._commit()
+        except sqlite3.Error as exc:
+            self._forget(touched)
+            raise StoreUnavailable(f"restore failed: {exc}") from exc
+        except BaseException:
+            self._forget(touched)
+            raise
+        session.created_bars.update((inst_id, start) for (_, _, start) in touched)
+        return WriteOutcome(len(inserted), len(trades) - len(inserted))

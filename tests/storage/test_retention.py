@@ -1,0 +1,93 @@
+"""Retention tiers with archive and restore: what goes, what is archived (one gzip file per instrument
+and day), 1m bars rolled up into 1h bars, and `marketdata storage cleanup|restore` putting it back."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from marketdata.cli.main import main
+from marketdata.storage.archive import DAY_MS
+from marketdata.v1 import storage_service_pb2 as storage_pb2
+
+from .conftest import BTC, T0, bars_as_oracle, oracle, running_storage, storage_env, storage_settings, walk
+
+START = T0 - T0 % DAY_MS  # a UTC midnight
+NOW = START + 10 * DAY_MS + 3_600_000
+
+
+def three_days() -> list:  # type: ignore[type-arg]
+    """Trades on days 0, 1 and 2 (20 per hour)."""
+    return walk(3 * 24 * 20, start_ms=START, spacing_ms=180_000)
+
+
+async def test_cleanup_archives_whole_days_rolls_up_and_restore_puts_everything_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive_dir = tmp_path / "archive"
+    settings = storage_settings(
+        tmp_path,
+        storage_retention_trades="9d",  # keeps day 1 onwards (cut at a day boundary)
+        storage_retention_footprints_1m="8d",  # keeps day 2 onwards
+        storage_retention_book_snapshots="0",
+        storage_archive_dir=str(archive_dir),
+    )
+    trades = three_days()
+    async with running_storage(settings) as s:
+        await s.write(BTC, [trades[i : i + 500] for i in range(0, len(trades), 500)])
+        retention = s.service.servicer.retention
+        dry = await retention.apply(dry_run=True, now_ms=NOW)
+        planned = {r.collection: (r.removed, r.cutoff_time_ms) for r in dry.results}
+        assert planned == {
+            "trades": (480, START + DAY_MS),
+            "footprints_1m": (960, START + 2 * DAY_MS),
+        }
+        assert len(await s.trades(BTC, START, START + 3 * DAY_MS)) == len(trades)  # dry run changed nothing
+        done = await retention.apply(dry_run=False, now_ms=NOW)
+        results = {r.collection: r for r in done.results}
+        assert results["trades"].removed == results["trades"].archived == 480
+        assert results["footprints_1m"].removed == 960 and results["footprints_1m"].rolled_up == 48
+        files = sorted(p.relative_to(archive_dir).as_posix() for p in archive_dir.rglob("*.gz"))
+        assert files == [f"binance-futures/BTCUSDT/{day}.jsonl.gz" for day in ("2023-11-14", "2023-11-15")]
+        remaining = await s.trades(BTC, START, START + 3 * DAY_MS)
+        assert [t.trade_id for t in remaining] == [t.trade_id for t in trades[480:]]
+        hourly = await s.footprints(
+            BTC, START, START + 3 * DAY_MS, resolution=storage_pb2.FOOTPRINT_RESOLUTION_1H
+        )
+        assert bars_as_oracle(hourly) == oracle(trades[:960], "0.10", bar_ms=3_600_000)
+        again = await retention.apply(dry_run=False, now_ms=NOW)
+        assert not [r for r in again.results if r.removed]  # idempotent
+    # Archive lines are readable JSON with exact decimals.
+    with gzip.open(archive_dir / "binance-futures/BTCUSDT/2023-11-14.jsonl.gz", "rt") as f:
+        lines = [json.loads(line) for line in f]
+    assert lines[0]["kind"] == "header" and lines[0]["tick_size"] == "0.10"
+    first_trade = next(r for r in lines if r["kind"] == "trade")
+    assert (first_trade["trade_id"], first_trade["price"], first_trade["size"]) == (
+        trades[0].trade_id,
+        trades[0].price,
+        trades[0].size,
+    )
+    # restore (store closed): everything back, footprints not counted twice
+    env = storage_env(tmp_path, storage_archive_dir=str(archive_dir))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["storage", "restore"]) == 0
+    assert main(["storage", "restore", "--from", "2023-11-14", "--to", "2023-11-14"]) == 0  # again: no-op
+    async with running_storage(storage_settings(tmp_path)) as s:
+        got = await s.trades(BTC, START, START + 3 * DAY_MS)
+        assert [t.trade_id for t in got] == [t.trade_id for t in trades]
+        bars = await s.footprints(BTC, START, START + 3 * DAY_MS)
+        assert bars_as_oracle(bars) == oracle(trades, "0.10")
+
+
+def test_cleanup_cli_dry_run_without_a_running_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in storage_env(tmp_path, storage_retention_trades="1d").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MARKETDATA_STORAGE_ADDR", raising=False)
+    assert main(["storage", "cleanup", "--dry-run"]) == 0
+    assert "nothing is older than its retention" in capsys.readouterr().out
