@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -64,3 +67,42 @@ async def start_service(name: str, args: list[str], env: dict[str, str], port: i
         await asyncio.sleep(0.1)
     await service.stop()
     raise RuntimeError(f"{name} did not listen on {port}")
+
+
+class RedisServerError(RuntimeError):
+    """redis-server is missing or did not start."""
+
+
+@contextlib.contextmanager
+def private_redis_server(directory: str | os.PathLike[str], timeout: float = 10.0) -> Iterator[str]:
+    """A throw-away redis-server on a free loopback port (never one already running), keeping
+    nothing on disk; yields its URL and stops it on exit. Used by benchmarks and test fixtures."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RedisServerError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    args = [
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+    ]
+    process = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RedisServerError(f"redis-server did not start on port {port}")
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -14,16 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import shutil
-import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from marketdata.bench.collector import machine
-from marketdata.bench.processes import Service, cpu_seconds, free_port, start_service
+from marketdata.bench.processes import (
+    RedisServerError,
+    Service,
+    cpu_seconds,
+    free_port,
+    private_redis_server,
+    start_service,
+)
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
 from marketdata.v1 import common_pb2
@@ -172,35 +178,13 @@ async def _storage(data: Path, extra: dict[str, str], synchronous: str) -> Servi
 
 
 @contextlib.contextmanager
-def _redis(directory: Path) -> Any:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _redis(directory: Path) -> Iterator[str | None]:
+    """Redis for the cached-query figures when redis-server is installed, else None (figure skipped)."""
     try:
-        time.sleep(0.3)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        with private_redis_server(directory) as url:
+            yield url
+    except RedisServerError:
+        yield None
 
 
 def _size_mb(data: Path) -> float:
