@@ -10,7 +10,7 @@ Validation lives here too, so that every backend rejects the same input with the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -195,6 +195,42 @@ class Backend(Protocol):
 
 
 # --- validation ------------------------------------------------------------------------------------
+
+
+def screen_writes(
+    writes: Sequence[TradeWrite], known_ticks: Mapping[InstrumentId, str]
+) -> tuple[list[WriteOutcome | InvalidBatch], list[tuple[int, TradeWrite, str]]]:
+    """Validate a group of batches before any backend touches them.
+
+    Returns one outcome per batch (an InvalidBatch for a refused one, a zero WriteOutcome to be filled
+    in for the others) and the valid batches as (index, write, tick size). A batch may omit its tick
+    size when storage already knows the instrument's, or an earlier batch of the group gave it.
+    """
+    outcomes: list[WriteOutcome | InvalidBatch] = []
+    valid: list[tuple[int, TradeWrite, str]] = []
+    group_ticks: dict[InstrumentId, str] = {}
+    for index, write in enumerate(writes):
+        try:
+            tick = (
+                write.tick_size
+                or group_ticks.get(write.instrument, "")
+                or known_ticks.get(write.instrument, "")
+            )
+            if not tick:
+                raise InvalidBatch(
+                    f"tick_size: {write.instrument.key} is new to storage and no tick size was given"
+                )
+            if write.tick_size:
+                validate_tick(write.tick_size)
+            validate_trades(write.trades)
+        except InvalidBatch as exc:
+            outcomes.append(exc)
+            continue
+        outcomes.append(WriteOutcome(0, 0))
+        valid.append((index, write, tick))
+        if write.tick_size:
+            group_ticks[write.instrument] = write.tick_size
+    return outcomes, valid
 
 
 def validate_trades(trades: Sequence[common_pb2.Trade], field: str = "batch.trades") -> None:

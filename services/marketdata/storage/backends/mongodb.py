@@ -51,6 +51,7 @@ from marketdata.storage.backends.base import (
     TradeWrite,
     WriteOutcome,
     WriteResult,
+    screen_writes,
     validate_snapshot,
     validate_tick,
     validate_trades,
@@ -398,30 +399,7 @@ class MongoBackend:
             return set(range(len(docs))) - duplicates
 
     def write_trades(self, writes: Sequence[TradeWrite], now_ms: int) -> WriteResult:
-        outcomes: list[WriteOutcome | InvalidBatch] = []
-        valid: list[tuple[int, TradeWrite, str]] = []
-        group_ticks: dict[InstrumentId, str] = {}
-        for index, write in enumerate(writes):
-            try:
-                tick = (
-                    write.tick_size
-                    or group_ticks.get(write.instrument, "")
-                    or self._ticks.get(write.instrument, "")
-                )
-                if not tick:
-                    raise InvalidBatch(
-                        f"tick_size: {write.instrument.key} is new to storage and no tick size was given"
-                    )
-                if write.tick_size:
-                    validate_tick(write.tick_size)
-                validate_trades(write.trades)
-            except InvalidBatch as exc:
-                outcomes.append(exc)
-                continue
-            outcomes.append(WriteOutcome(0, 0))
-            valid.append((index, write, tick))
-            if write.tick_size:
-                group_ticks[write.instrument] = write.tick_size
+        outcomes, valid = screen_writes(writes, self._ticks)
         result = WriteResult(outcomes)
         if not valid:
             return result
