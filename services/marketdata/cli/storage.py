@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from marketdata.core.config import ConfigError, Settings, env_name, load_settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
+from marketdata.core.trade_json import trade_from_record
 from marketdata.v1 import storage_service_pb2 as storage_pb2
 from marketdata.v1 import storage_service_pb2_grpc as storage_grpc
 
@@ -146,17 +147,7 @@ async def stats(settings: Settings, addr: str) -> storage_pb2.GetStorageStatsRes
             backend=store.backend.name,
             writable=True,
             store_bytes=await store.run_read(store.backend.store_bytes),
-            collections=[
-                storage_pb2.CollectionStats(
-                    collection=s.collection,
-                    instrument=s.instrument.to_proto(),
-                    count=s.count,
-                    bytes=s.bytes,
-                    oldest_time_ms=s.oldest_ms,
-                    newest_time_ms=s.newest_ms,
-                )
-                for s in sorted(rows, key=lambda s: (s.instrument.key, s.collection))
-            ],
+            collections=[s.to_proto() for s in sorted(rows, key=lambda s: (s.instrument.key, s.collection))],
         )
     finally:
         await store.stop()
@@ -219,7 +210,7 @@ def restore(settings: Settings, files: Sequence[Path], out: Any = sys.stdout) ->
                     instrument = InstrumentId.parse(record["instrument"])
                     tick = record.get("tick_size", "") or tick
                 elif kind == "trade":
-                    trades.append(archive.trade_from_record(record))
+                    trades.append(trade_from_record(record))
                     if len(trades) >= 20_000:
                         flush_trades(instrument, tick, trades, session)
                 elif kind == "book_snapshot":

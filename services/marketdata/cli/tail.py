@@ -15,11 +15,11 @@ import orjson
 from marketdata.core.config import ConfigError, load_settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
+from marketdata.core.trade_json import trade_to_record
 from marketdata.v1 import collector_service_pb2 as collector_pb2
 from marketdata.v1 import collector_service_pb2_grpc as collector_grpc
 from marketdata.v1 import common_pb2, order_book_pb2
 
-_SIDES = {common_pb2.SIDE_BUY: "buy", common_pb2.SIDE_SELL: "sell"}
 _EXCHANGES = {common_pb2.EXCHANGE_BINANCE: "binance", common_pb2.EXCHANGE_BYBIT: "bybit"}
 _MARKETS = {common_pb2.MARKET_SPOT: "spot", common_pb2.MARKET_LINEAR: "linear"}
 
@@ -65,28 +65,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def trade_record(instrument: common_pb2.Instrument, trade: common_pb2.Trade) -> dict[str, Any]:
     """The JSON form of a trade: identity, exact decimals as strings, aggressor side, both times."""
     key = InstrumentId.from_proto(instrument).key
-    record: dict[str, Any] = {
+    return {
         "instrument": key,
         "exchange": _EXCHANGES[instrument.exchange],
         "market": _MARKETS[instrument.market],
         "symbol": instrument.symbol,
-        "trade_id": trade.trade_id,
-        "price": trade.price,
-        "size": trade.size,
-        "side": _SIDES.get(trade.side, "unknown"),
-        "exchange_time_ms": trade.exchange_time_ms,
-        "receive_time_ns": trade.receive_time_ns,
-        "source": "rest_backfill" if trade.source == common_pb2.TRADE_SOURCE_REST_BACKFILL else "websocket",
+        **trade_to_record(trade),
     }
-    if trade.execution_type:
-        record["execution_type"] = trade.execution_type
-    if trade.cross_sequence:
-        record["cross_sequence"] = trade.cross_sequence
-    if trade.block_trade:
-        record["block_trade"] = True
-    if trade.rpi:
-        record["rpi"] = True
-    return record
 
 
 def _human(record: dict[str, Any]) -> str:

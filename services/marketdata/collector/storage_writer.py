@@ -33,6 +33,7 @@ from marketdata.core.config import Settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instrument_meta import fetch_tick_sizes
 from marketdata.core.instruments import InstrumentId
+from marketdata.core.wire import length_delimited, varint
 from marketdata.v1 import common_pb2, order_book_pb2
 from marketdata.v1 import storage_service_pb2 as storage_pb2
 
@@ -43,19 +44,6 @@ WRITE_BOOK_SNAPSHOTS = "/marketdata.v1.StorageService/WriteBookSnapshots"
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_MAX_S = 5.0
 SHED_LOG_INTERVAL_S = 10.0
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
 
 
 @dataclass(slots=True)
@@ -405,7 +393,7 @@ class StorageWriter:
             storage_pb2.WriteBookSnapshotsResponse,
             self.settings.storage_unacked_max_snapshots,
             self._snapshot_metrics,
-            lambda entry: b"\x08" + _varint(entry.batch_id) + entry.body,
+            lambda entry: b"\x08" + varint(entry.batch_id) + entry.body,
         )
         self._ticks_task = asyncio.create_task(
             self._resolve_ticks(self.instruments), name="storage-tick-sizes"
@@ -453,7 +441,12 @@ class StorageWriter:
             if self._ticks_task is None or self._ticks_task.done():
                 self._ticks_task = asyncio.create_task(self._resolve_ticks([entry.instrument]))
             return None
-        return b"\x08" + _varint(entry.batch_id) + _field(0x12, entry.body) + _field(0x1A, tick.encode())
+        return (
+            b"\x08"
+            + varint(entry.batch_id)
+            + length_delimited(0x12, entry.body)
+            + length_delimited(0x1A, tick.encode())
+        )
 
     # --- sinks -------------------------------------------------------------------------------------
 
@@ -463,17 +456,17 @@ class StorageWriter:
             return
         header = self._instrument_bytes.get(instrument)
         if header is None:
-            header = self._instrument_bytes[instrument] = _field(
+            header = self._instrument_bytes[instrument] = length_delimited(
                 0x0A, instrument.to_proto().SerializeToString()
             )
-        body = header + b"".join([_field(0x12, t.SerializeToString()) for t in trades])
+        body = header + b"".join([length_delimited(0x12, t.SerializeToString()) for t in trades])
         self.trades.add(body, len(trades), instrument)
 
     def write_book_snapshots(self, snapshots: list[order_book_pb2.OrderBookSnapshot]) -> None:
         """Keep and send order-book snapshots (of any instruments) as one batch."""
         if self.snapshots is None or not snapshots:
             return
-        body = b"".join([_field(0x12, s.SerializeToString()) for s in snapshots])
+        body = b"".join([length_delimited(0x12, s.SerializeToString()) for s in snapshots])
         self.snapshots.add(body, len(snapshots), None)
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from marketdata.core.wire import varint
 from marketdata.v1 import storage_service_pb2 as storage_pb2
 
 VOLUME_SCALE = 18
@@ -227,20 +228,3 @@ def roll_up(bars: Iterable[Bar], resolution: int = RES_1H) -> dict[int, Bar]:
             merged.merge(member)
         out[start] = merged
     return out
-
-
-def varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer."""
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def length_delimited(tag: int, payload: bytes) -> bytes:
-    """One length-delimited field (`tag` is the whole key byte, e.g. 0x12 for field 2)."""
-    return bytes((tag,)) + varint(len(payload)) + payload

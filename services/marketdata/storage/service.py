@@ -17,9 +17,10 @@ import grpc
 
 from marketdata.core.config import Settings, env_name
 from marketdata.core.instruments import InstrumentId
+from marketdata.core.wire import length_delimited
 from marketdata.storage.backends.base import InvalidBatch, StoredBar, StoreUnavailable, TradeWrite
 from marketdata.storage.cache import FootprintCache
-from marketdata.storage.footprints import BAR_MS, RES_1M, length_delimited
+from marketdata.storage.footprints import BAR_MS, RES_1M
 from marketdata.storage.store import Store
 from marketdata.v1 import order_book_pb2
 from marketdata.v1 import storage_service_pb2 as storage_pb2
@@ -437,14 +438,7 @@ class StorageServicer:
         state = self.store.state
         return storage_pb2.GetStorageStatsResponse(
             collections=[
-                storage_pb2.CollectionStats(
-                    collection=s.collection,
-                    instrument=s.instrument.to_proto(),
-                    count=s.count,
-                    bytes=s.bytes,
-                    oldest_time_ms=s.oldest_ms,
-                    newest_time_ms=s.newest_ms,
-                )
+                s.to_proto()
                 for s in sorted(stats, key=lambda s: (s.instrument.key, s.collection))
                 if not wanted or s.instrument in wanted
             ],

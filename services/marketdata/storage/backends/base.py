@@ -17,6 +17,7 @@ from typing import Protocol
 from marketdata.core.instruments import InstrumentId
 from marketdata.storage.footprints import is_plain_decimal, parse_tick
 from marketdata.v1 import common_pb2, order_book_pb2
+from marketdata.v1 import storage_service_pb2 as storage_pb2
 
 COLLECTIONS = ("trades", "book_snapshots", "footprints_1m", "footprints_1h")
 MAX_TRADE_ID_LENGTH = 128
@@ -55,6 +56,16 @@ class CollectionStat:
     bytes: int
     oldest_ms: int
     newest_ms: int
+
+    def to_proto(self) -> storage_pb2.CollectionStats:
+        return storage_pb2.CollectionStats(
+            collection=self.collection,
+            instrument=self.instrument.to_proto(),
+            count=self.count,
+            bytes=self.bytes,
+            oldest_time_ms=self.oldest_ms,
+            newest_time_ms=self.newest_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)

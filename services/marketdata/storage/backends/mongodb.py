@@ -40,6 +40,7 @@ from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, PyMongoError
 
 from marketdata.core.instruments import InstrumentId
+from marketdata.core.wire import length_delimited
 from marketdata.storage.backends.base import (
     ChangedBar,
     CollectionStat,
@@ -65,7 +66,6 @@ from marketdata.storage.footprints import (
     Bar,
     format_units,
     format_volume,
-    length_delimited,
     parse_tick,
     to_units,
     volume_units,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from marketdata.core.instruments import InstrumentId
+from marketdata.core.wire import length_delimited
 from marketdata.storage.backends.base import (
     ChangedBar,
     CollectionStat,
@@ -46,7 +47,7 @@ from marketdata.storage.backends.base import (
     validate_tick,
     validate_trades,
 )
-from marketdata.storage.footprints import BAR_MS, MINUTE_MS, RES_1H, RES_1M, Bar, length_delimited
+from marketdata.storage.footprints import BAR_MS, MINUTE_MS, RES_1H, RES_1M, Bar
 from marketdata.v1 import common_pb2, order_book_pb2
 
 SCHEMA_VERSION = 1
