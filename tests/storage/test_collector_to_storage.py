@@ -248,7 +248,12 @@ async def test_sigkill_mid_stream_at_10k_trades_per_s_loses_nothing_and_counts_n
         assert writer is not None and writer.trades is not None
         stream = writer.trades
         # Mid-stream: some batches acknowledged, more in flight.
-        await wait_for(lambda: stream.acked_items >= 12_000, 30, "storage to acknowledge a first part")
+        # No await between the check and the kill, so what is in flight at the check is what the kill hits.
+        await wait_for(
+            lambda: stream.acked_items >= 12_000 and bool(stream.entries),
+            30,
+            "storage to acknowledge a first part with more in flight",
+        )
         assert not generator_done(exchange)
         storage_process.kill()
         killed_with = len(stream.entries)
