@@ -34,6 +34,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     storage.add_argument("--out", default="bench-results/storage.json", help="where to write the JSON")
     storage.set_defaults(handler=run_storage)
+    profile = areas.add_parser(
+        "profile", help="GetVolumeProfile latency over 24 h and 30 days of footprints; live cost per trade"
+    )
+    profile.add_argument("--trades", type=int, default=2_000_000, help="trades in the 24 h scenario")
+    profile.add_argument(
+        "--month-trades", type=int, default=3_000_000, help="trades over the 30-day scenario (0: skip)"
+    )
+    profile.add_argument("--rounds", type=int, default=30, help="warm calls to time per scenario")
+    profile.add_argument("--out", default="bench-results/profile.json", help="where to write the JSON")
+    profile.set_defaults(handler=run_profile)
 
 
 def run_collector(args: argparse.Namespace) -> int:
@@ -68,5 +78,17 @@ def run_book(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(book.as_json(report), indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from marketdata.bench import profile
+
+    report = profile.main(args.trades, args.month_trades, args.rounds)
+    print(profile.table(report))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(profile.as_json(report), indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 from marketdata.core.config import ConfigError, Settings, load_settings, markdown_table
 
-SERVICES = ("collector", "storage")  # later issues add volume-profile, order-flow, mcp
+SERVICES = ("collector", "storage", "volume-profile")  # later issues add order-flow, mcp
 
 
 def _parser() -> argparse.ArgumentParser:
-    from marketdata.cli import bench, record, tail, up
+    from marketdata.cli import bench, profile, record, tail, up
     from marketdata.cli import storage as storage_cli
     from marketdata.replay_exchange import cli as replay_cli
 
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     tail.configure_parser(commands.add_parser("tail", help="print live data from a running collector"))
     record.configure_parser(commands.add_parser("record", help="capture raw exchange frames to a file"))
     bench.configure_parser(commands.add_parser("bench", help="benchmarks (figures, not tests)"))
+    profile.configure_parser(
+        commands.add_parser("profile", help="a volume profile from the volume-profile service")
+    )
     storage_cli.configure_parser(
         commands.add_parser("storage", help="storage maintenance: retention cleanup, restore from archive")
     )
@@ -70,6 +73,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(run_storage(settings))
+            return 0
+        if args.service == "volume-profile":
+            from marketdata.volume_profile.server import run_volume_profile
+
+            if not settings.storage_addr:
+                print(
+                    "marketdata: configuration error: MARKETDATA_STORAGE_ADDR: the volume-profile service "
+                    "reads storage; set its address (`marketdata up` does)",
+                    file=sys.stderr,
+                )
+                return 2
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_volume_profile(settings))
             return 0
         from marketdata.collector.server import run_collector
 

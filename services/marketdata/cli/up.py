@@ -105,6 +105,8 @@ async def up(settings: Settings, replay: str | None, replay_rate: float) -> int:
         (settings.collector_metrics_port, "collector metrics", "collector_metrics_port"),
         (settings.storage_port, "storage gRPC", "storage_port"),
         (settings.storage_metrics_port, "storage metrics", "storage_metrics_port"),
+        (settings.volume_profile_port, "volume-profile gRPC", "volume_profile_port"),
+        (settings.volume_profile_metrics_port, "volume-profile metrics", "volume_profile_metrics_port"),
     ]:
         if not _port_free(settings.bind_host, port):
             print(f"marketdata up: port {port} ({what}) is in use; set {env_name(setting)}", file=sys.stderr)
@@ -160,6 +162,17 @@ async def up(settings: Settings, replay: str | None, replay_rate: float) -> int:
         )
         children.append(collector)
         await _wait_port(settings.bind_host, settings.collector_port, collector)
+        # The volume profile reads storage's footprints and the collector's live trades.
+        env[env_name("collector_addr")] = f"{host}:{settings.collector_port}"
+        volume_profile = await _spawn(
+            "volume-profile",
+            ["serve", "volume-profile"],
+            env,
+            f"grpc {settings.bind_host}:{settings.volume_profile_port}, "
+            f"metrics http://{settings.bind_host}:{settings.volume_profile_metrics_port}/metrics",
+        )
+        children.append(volume_profile)
+        await _wait_port(settings.bind_host, settings.volume_profile_port, volume_profile)
         source = (
             "replay exchange" + (f" ({replay})" if replay else " (synthetic)")
             if replay is not None
@@ -168,7 +181,11 @@ async def up(settings: Settings, replay: str | None, replay_rate: float) -> int:
         print(f"\nmarketdata up: {len(settings.instruments)} instruments from {source}", file=sys.stderr)
         for child in children:
             print(f"  {child.name:<16} pid {child.process.pid:<8} {child.where}", file=sys.stderr)
-        print("  try: marketdata tail trades\nCtrl-C stops everything.\n", file=sys.stderr)
+        print(
+            "  try: marketdata tail trades, marketdata profile --instrument KEY --anchor utc_day\n"
+            "Ctrl-C stops everything.\n",
+            file=sys.stderr,
+        )
         waits = [asyncio.ensure_future(c.process.wait()) for c in children]
         stopper = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)

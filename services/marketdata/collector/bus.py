@@ -86,6 +86,7 @@ class TradeBus:
     def __init__(self, registry: CollectorRegistry, max_batch: int, subscriber_capacity: int) -> None:
         self._max_batch = max_batch
         self._capacity = subscriber_capacity
+        self.capacity = subscriber_capacity
         self._pending: dict[InstrumentId, list[common_pb2.Trade]] = {}
         self._instrument_protos: dict[InstrumentId, common_pb2.Instrument] = {}
         self._batch_sizes: dict[InstrumentId, Histogram] = {}
@@ -142,8 +143,12 @@ class TradeBus:
         """Also hand every flushed batch to `sink` (e.g. the storage writer), before serialization."""
         self._sinks.append(sink)
 
-    def subscribe(self, instruments: Collection[InstrumentId] | None) -> Subscription:
-        subscription = Subscription(instruments, self._capacity, self.metrics)
+    def subscribe(
+        self, instruments: Collection[InstrumentId] | None, subscription: Subscription | None = None
+    ) -> Subscription:
+        """Subscribe to `instruments` (None: all), or attach a ready-made subscription."""
+        if subscription is None:
+            subscription = Subscription(instruments, self._capacity, self.metrics)
         self._subscribers.append(subscription)
         self.metrics.subscribers.set(len(self._subscribers))
         return subscription

@@ -21,6 +21,8 @@ from marketdata.collector.books.metrics import BookStatsExporter
 from marketdata.collector.bus import TradeBus
 from marketdata.collector.connection import RawSink
 from marketdata.collector.feed import Feed
+from marketdata.collector.health.breaker import Breakers
+from marketdata.collector.health.monitor import HealthExporter, HealthMonitor
 from marketdata.collector.rest import ExchangeRest
 from marketdata.collector.sequencer import (
     ConsecutiveIdSequencer,
@@ -61,6 +63,22 @@ class Collector:
         if settings.storage_addr:
             self.storage = StorageWriter(settings, registry, self.instruments)
             self.bus.add_sink(self.storage.on_trades)
+        # Feed health (collector/health/): circuit breakers on exchange calls, scores, consistency, failover.
+        self.breakers = Breakers(
+            settings.breaker_failures, settings.breaker_open_s, settings.breaker_max_open_s
+        )
+        for market in self.markets:
+            self.breakers.get(market, "ws_connect")
+            self.breakers.get(market, "rest_backfill")
+            if (
+                market.is_binance
+                and self.books is not None
+                and any(i.market == market for i in self.books.instruments)
+            ):
+                self.breakers.get(market, "rest_snapshot")
+        self.health = HealthMonitor(settings, self.stats, self.books, self.breakers, self.instruments)
+        self.bus.add_sink(self.health.on_trades)
+        registry.register(HealthExporter(self.health))
         self._raw_sink = raw_sink or {}
         self._sequencers: dict[InstrumentId, Sequencer] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -71,7 +89,7 @@ class Collector:
             await self.storage.start()
             self.set_book_snapshot_sink(self.storage.write_book_snapshots)
         self._session = aiohttp.ClientSession()
-        rest = ExchangeRest(self._session, self.settings)
+        rest = ExchangeRest(self._session, self.settings, self.breakers)
         for instrument in self.instruments:
             self._sequencers[instrument] = self._sequencer(instrument, rest)
         books = self.books
@@ -88,6 +106,7 @@ class Collector:
                 books=books.instruments if books is not None else (),
                 on_book=books.on_frame if books is not None else None,
                 on_disconnected=books.on_disconnected if books is not None else None,
+                breaker=self.breakers.get(market, "ws_connect"),
             )
             for market in self.markets
         ]
@@ -96,6 +115,7 @@ class Collector:
                 books.set_resubscriber(feed.market, feed.resubscribe_book)
             books.start(rest)
         self._task = asyncio.create_task(self._run(feeds), name="collector")
+        self.health.start()
         log.info(
             "collector started",
             extra={
@@ -146,6 +166,7 @@ class Collector:
             self.books.set_snapshot_sink(sink)
 
     async def stop(self) -> None:
+        await self.health.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -156,6 +156,7 @@ class FeedConnection:
         parse = self.plan.parser.parse
         raw_sink = self._raw_sink
         text_type = aiohttp.WSMsgType.TEXT
+        observe_latency = stats.latency.observe
         while True:
             message = await ws.receive()
             now_ns = time.time_ns()
@@ -177,8 +178,11 @@ class FeedConnection:
                         # Data proves the subscription even if an acknowledgement was lost or
                         # never sent; mark it first so sequencers see the (re)connect before its trades.
                         self._mark_subscribed()
-                    if frame.trades:
-                        self._on_trades(frame.instrument, frame.trades)  # type: ignore[arg-type]
+                    trades = frame.trades
+                    if trades:
+                        # One latency sample per frame (its last trade), not per trade.
+                        observe_latency(now_ns // 1_000_000 - trades[-1].exchange_time_ms)
+                        self._on_trades(frame.instrument, trades)  # type: ignore[arg-type]
                         self.first_data.set()
                 elif frame.kind is FrameKind.BOOK or frame.kind is FrameKind.BOOK_INVALID:
                     if frame.kind is FrameKind.BOOK and not self.subscribed.is_set():

@@ -32,6 +32,7 @@ from marketdata.collector.connection import (
     TradesSink,
 )
 from marketdata.collector.frames import Frame
+from marketdata.collector.health.breaker import CircuitBreaker, CircuitOpen
 from marketdata.collector.stats import FeedStats
 from marketdata.core.backoff import Backoff
 from marketdata.core.config import Settings
@@ -123,8 +124,10 @@ class Feed:
         books: Collection[InstrumentId] = (),
         on_book: Callable[[MarketKey, Frame], None] | None = None,
         on_disconnected: Callable[[Sequence[InstrumentId]], None] | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.market = market
+        self._breaker = breaker  # WebSocket connects (collector/health/breaker.py)
         self._instruments = list(instruments)
         self._settings = settings
         self._session = session
@@ -220,18 +223,30 @@ class Feed:
         )
 
     async def _open(self, plan: ConnectionPlan, backoff: Backoff) -> FeedConnection:
-        """Open and subscribe, retrying with backoff until it works."""
+        """Open and subscribe, retrying with backoff until it works; while the connect breaker is
+        open no attempt is made."""
+        breaker = self._breaker
         while True:
+            if breaker is not None:
+                try:
+                    breaker.allow()
+                except CircuitOpen as exc:
+                    await asyncio.sleep(min(exc.wait_s, 1.0))
+                    continue
             connection = self._connection(plan)
             try:
                 await asyncio.wait_for(connection.open(), timeout=SUBSCRIBE_TIMEOUT_S)
-                if not plan.subscribe:
-                    return connection
-                return await self._await_subscribed(connection)
+                if plan.subscribe:
+                    connection = await self._await_subscribed(connection)
+                if breaker is not None:
+                    breaker.success()
+                return connection
             except (aiohttp.ClientError, OSError, TimeoutError, SubscriptionRejected, _Ended) as exc:
                 await connection.close()
                 delay = backoff.next_delay()
                 message = f"{plan.url}: {type(exc).__name__}: {exc}"
+                if breaker is not None:
+                    breaker.failure(f"{type(exc).__name__}: {exc}"[:200])
                 self._stats.record_error(message)
                 self._stats.state = (
                     collector_pb2.FEED_STATE_CONNECTING

@@ -1,7 +1,8 @@
 """REST calls for trade backfill, honouring the exchanges' rate limits.
 
 A 429 or 418 (Binance's ban) with Retry-After blocks every further call to that host until the
-time has passed: hammering on after a ban only lengthens it.
+time has passed: hammering on after a ban only lengthens it. Each call also goes through its
+circuit breaker (collector/health/breaker.py): per feed, one for backfills and one for book snapshots.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import aiohttp
 import orjson
 
 from marketdata.collector import binance, bybit
+from marketdata.collector.health.breaker import Breakers, CircuitBreaker, CircuitOpen
 from marketdata.core.config import Settings
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import common_pb2
@@ -28,10 +30,16 @@ class RestError(Exception):
 
 
 class ExchangeRest:
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, settings: Settings, breakers: Breakers | None = None
+    ) -> None:
         self._session = session
         self._settings = settings
         self._blocked_until: dict[str, float] = {}
+        self.breakers = breakers if breakers is not None else Breakers()
+
+    def breaker(self, market: MarketKey, call: str) -> CircuitBreaker:
+        return self.breakers.get(market, call)
 
     def base_url(self, market: MarketKey) -> str:
         s = self._settings
@@ -43,7 +51,31 @@ class ExchangeRest:
         }[market]
 
     async def get_json(
-        self, base: str, path: str, params: dict[str, str], headers: dict[str, str] | None = None
+        self,
+        base: str,
+        path: str,
+        params: dict[str, str],
+        headers: dict[str, str] | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> Any:
+        blocked = self._blocked_until.get(base, 0.0) - time.monotonic()
+        if breaker is None or blocked > 0:  # a host ban already opened the breaker that met it
+            return await self._get_json(base, path, params, headers)
+        try:
+            breaker.allow()
+        except CircuitOpen as exc:
+            raise RestError(str(exc), 0, exc.wait_s) from None
+        try:
+            body = await self._get_json(base, path, params, headers)
+        except RestError as exc:
+            ban = exc.status in (418, 429)
+            breaker.failure(f"{path}: {exc}", exc.retry_after, ban=ban)
+            raise
+        breaker.success()
+        return body
+
+    async def _get_json(
+        self, base: str, path: str, params: dict[str, str], headers: dict[str, str] | None
     ) -> Any:
         blocked = self._blocked_until.get(base, 0.0) - time.monotonic()
         if blocked > 0:
@@ -92,7 +124,9 @@ class ExchangeRest:
                 headers = {"X-MBX-APIKEY": api_key}
         else:
             params["limit"] = "1000"
-        body = await self.get_json(self.base_url(market), path, params, headers)
+        body = await self.get_json(
+            self.base_url(market), path, params, headers, self.breaker(market, "rest_backfill")
+        )
         return binance.parse_rest_trades(market, body, time.time_ns())
 
     async def bybit_recent_trades(self, instrument: InstrumentId) -> list[common_pb2.Trade]:
@@ -102,7 +136,12 @@ class ExchangeRest:
             "symbol": instrument.symbol,
             "limit": str(bybit.recent_trades_limit(market)),
         }
-        body = await self.get_json(self.base_url(market), "/v5/market/recent-trade", params)
+        body = await self.get_json(
+            self.base_url(market),
+            "/v5/market/recent-trade",
+            params,
+            breaker=self.breaker(market, "rest_backfill"),
+        )
         return bybit.parse_recent_trades(body, time.time_ns())
 
 

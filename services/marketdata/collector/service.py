@@ -18,6 +18,7 @@ from marketdata.collector.books import BookUnavailable
 from marketdata.collector.books.metrics import add_book_status
 from marketdata.collector.books.views import DEFAULT_DEPTH, DEPTHS
 from marketdata.collector.collector import Collector
+from marketdata.collector.health.failover import Composite, CompositeSubscription, resolve
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import collector_service_pb2 as collector_pb2
 from marketdata.v1 import collector_service_pb2_grpc as collector_grpc
@@ -54,8 +55,20 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
                 )
                 return
             wanted.add(instrument)
+        composites: list[Composite] = []
+        for n, key in enumerate(request.composites):
+            try:
+                composites.append(resolve(self._collector.health.composites, key))
+            except ValueError as exc:
+                await _invalid(context, f"composites[{n}]", str(exc))
+                return
         bus = self._collector.bus
-        subscription = bus.subscribe(wanted or None)
+        if composites:
+            subscription = bus.subscribe(
+                None, CompositeSubscription(wanted, composites, bus.capacity, bus.metrics)
+            )
+        else:
+            subscription = bus.subscribe(wanted or None)
         try:
             async for message in subscription.messages():
                 yield message
@@ -80,8 +93,10 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
         selected = markets or self._collector.markets
         now_ns = time.time_ns()
         feeds = [self._collector.stats[m].to_proto(now_ns) for m in selected]
-        for feed in feeds:
+        health = self._collector.health
+        for market, feed in zip(selected, feeds, strict=True):
             add_book_status(self._collector.books, feed, now_ns)
+            feed.health.CopyFrom(health.feed_health(market, now_ns))
         return collector_pb2.GetFeedStatusResponse(feeds=feeds)
 
     async def ListInstruments(
@@ -125,9 +140,33 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
     async def GetOrderBook(
         self, request: collector_pb2.GetOrderBookRequest, context: grpc.aio.ServicerContext
     ) -> collector_pb2.GetOrderBookResponse:
-        instrument, depth = await self._book_args(
-            request.instrument, request.HasField("instrument"), request.depth, context
-        )
+        failover: collector_pb2.Failover | None = None
+        if request.composite:
+            if request.HasField("instrument"):
+                await _invalid(context, "composite", "give either instrument or composite, not both")
+            try:
+                composite = resolve(self._collector.health.composites, request.composite)
+            except ValueError as exc:
+                await _invalid(context, "composite", str(exc))
+                raise  # not reached
+            books = self._collector.books
+            with_books = [i for i in composite.candidates if books is not None and books.has_book(i)]
+            if not with_books:
+                await _invalid(
+                    context, "composite", f"no order book is kept for {composite.symbol} on any feed"
+                )
+            selected = composite.selected
+            if selected is None or selected not in with_books:
+                # The composite follows a feed without a book: the healthiest feed with one answers.
+                scores = {m: s.result.score for m, s in self._collector.health.feeds.items()}
+                selected = max(with_books, key=lambda i: scores.get(i.market, 0))
+            failover = composite.to_proto()
+            failover.selected.CopyFrom(selected.to_proto())
+            instrument, depth = await self._book_args(selected.to_proto(), True, request.depth, context)
+        else:
+            instrument, depth = await self._book_args(
+                request.instrument, request.HasField("instrument"), request.depth, context
+            )
         books = self._collector.books
         assert books is not None
         try:
@@ -135,7 +174,7 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
         except BookUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             raise  # not reached
-        return collector_pb2.GetOrderBookResponse(view=view)
+        return collector_pb2.GetOrderBookResponse(view=view, failover=failover)
 
     async def StreamOrderBook(
         self, request: collector_pb2.StreamOrderBookRequest, context: grpc.aio.ServicerContext

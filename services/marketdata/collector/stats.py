@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from marketdata.collector.health.latency import LatencyHistogram
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import collector_service_pb2 as collector_pb2
 from marketdata.v1 import common_pb2
@@ -53,6 +54,8 @@ class FeedStats:
     last_error: str = ""
     instruments: dict[InstrumentId, InstrumentStats] = field(default_factory=dict)
     recent_gaps: deque[common_pb2.TradeGap] = field(default_factory=lambda: deque(maxlen=RECENT_GAPS))
+    # Exchange time -> receive time, one sample per trade frame (collector/health/).
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def instrument(self, instrument: InstrumentId) -> InstrumentStats:
         stats = self.instruments.get(instrument)

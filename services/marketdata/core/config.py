@@ -259,6 +259,37 @@ class Settings:
         "0.5", _positive_float, "First reconnect delay; doubles per failure, with full jitter."
     )
     reconnect_max_s: float = _setting("30", _positive_float, "Largest reconnect delay.")
+    health_window_s: float = _setting(
+        "60",
+        _positive_float,
+        "Feed health: window over which reconnects, gaps and book resyncs count (docs/feed-health.md).",
+    )
+    breaker_failures: int = _setting(
+        "5", _positive_int, "Consecutive failures of an exchange call that open its circuit breaker."
+    )
+    breaker_open_s: float = _setting(
+        "5",
+        _positive_float,
+        "First open period of a circuit breaker after repeated failures (a 429/418 opens it for its "
+        "Retry-After); doubles per failed probe.",
+    )
+    breaker_max_open_s: float = _setting("300", _positive_float, "Longest open period of a circuit breaker.")
+    divergence_threshold_bps: float = _setting(
+        "50",
+        _positive_float,
+        "Cross-exchange divergence (last trade or mid, basis points) past which a feed is flagged.",
+    )
+    divergence_window_s: float = _setting(
+        "60", _positive_float, "Window over which the largest cross-exchange divergence is reported."
+    )
+    failover_margin: float = _setting(
+        "15",
+        _positive_float,
+        "Failover hysteresis: another feed must score this many points above the followed one to take over.",
+    )
+    failover_hold_s: float = _setting(
+        "10", _non_negative_float, "Failover hysteresis: least time a composite key stays on a feed."
+    )
     gap_grace_s: float = _setting(
         "0.3",
         _positive_float,
@@ -399,6 +430,43 @@ class Settings:
         "1024",
         _non_negative_int,
         "Below this much free disk (MiB) beside the embedded store, `marketdata_storage_disk_free_low` is 1.",
+    )
+
+    volume_profile_port: int = _setting("50053", _port, "Volume-profile gRPC port.")
+    volume_profile_metrics_port: int = _setting(
+        "9103", _port, "Volume-profile Prometheus metrics port (/metrics)."
+    )
+    volume_profile_addr: str = _setting(
+        "",
+        _text,
+        "Where clients (`marketdata profile`) reach the volume-profile service, e.g. `127.0.0.1:50053`; "
+        "empty: 127.0.0.1 and MARKETDATA_VOLUME_PROFILE_PORT.",
+    )
+    volume_profile_max_rows: int = _setting(
+        "20000", _positive_int, "Most rows one volume profile may have (a smaller row size is refused)."
+    )
+    volume_profile_max_range: float = _setting(
+        "31d", _duration, "Longest range one volume profile may cover."
+    )
+    volume_profile_node_window: int = _setting(
+        "5",
+        _positive_int,
+        "Rows (odd) of the centred moving average that smooths a profile before HVN/LVN are picked.",
+    )
+    volume_profile_naked_poc_sessions: int = _setting(
+        "10", _positive_int, "Previous sessions GetVolumeProfileLevels checks for naked POCs by default."
+    )
+    volume_profile_cache_ttl: float = _setting(
+        "5m",
+        _duration,
+        "How long a cached closed range is used before it is read again (late trades show up within it; "
+        "0: no cache).",
+    )
+    volume_profile_cache_entries: int = _setting(
+        "2048",
+        _non_negative_int,
+        "Closed-range chunks (a UTC day or hour of one instrument's profile) kept in process (0: none); "
+        "with MARKETDATA_REDIS_URL they go to Redis instead.",
     )
 
     def public_items(self) -> dict[str, Any]:

@@ -11,72 +11,50 @@ adds newly stored trades, and re-encodes only the rows that changed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
+from marketdata.core.analytics.exact import (  # shared with the analytics; re-exported here
+    MAX_DECIMALS,
+    VOLUME_SCALE,
+    decimals_of,
+    format_units,
+    format_volume,
+    is_plain_decimal,
+    parse_tick,
+    to_units,
+    volume_units,
+)
 from marketdata.core.wire import varint
 from marketdata.v1 import storage_service_pb2 as storage_pb2
 
-VOLUME_SCALE = 18
-MAX_DECIMALS = 18
+__all__ = [
+    "BAR_MS",
+    "HOUR_MS",
+    "MAX_DECIMALS",
+    "MINUTE_MS",
+    "RES_1H",
+    "RES_1M",
+    "VOLUME_SCALE",
+    "Bar",
+    "bar_start",
+    "decimals_of",
+    "format_units",
+    "format_volume",
+    "is_plain_decimal",
+    "parse_tick",
+    "roll_up",
+    "row_units",
+    "to_units",
+    "volume_units",
+]
+
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 RES_1M: int = storage_pb2.FOOTPRINT_RESOLUTION_1M
 RES_1H: int = storage_pb2.FOOTPRINT_RESOLUTION_1H
 BAR_MS: dict[int, int] = {RES_1M: MINUTE_MS, RES_1H: HOUR_MS}
 
-_PLAIN = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,18})?")
 _ROW_TAG = b"\x22"  # FootprintBar.rows = 4, length-delimited
-
-
-def is_plain_decimal(text: str) -> bool:
-    """Digits with an optional fraction of at most 18 digits: no sign, exponent, spaces or NaN."""
-    return _PLAIN.fullmatch(text) is not None
-
-
-def decimals_of(text: str) -> int:
-    _, _, fraction = text.partition(".")
-    return len(fraction)
-
-
-def to_units(text: str, decimals: int) -> int:
-    """A plain decimal as an integer count of 10**-decimals, truncating extra digits (= floor, >= 0)."""
-    whole, _, fraction = text.partition(".")
-    if decimals == 0:
-        return int(whole)
-    if len(fraction) >= decimals:
-        return int(whole + fraction[:decimals])
-    return int(whole + fraction + "0" * (decimals - len(fraction)))
-
-
-def volume_units(text: str) -> int:
-    whole, _, fraction = text.partition(".")
-    return int(whole + fraction + "0" * (VOLUME_SCALE - len(fraction)))
-
-
-def format_units(units: int, decimals: int) -> str:
-    """Integer units of 10**-decimals with exactly `decimals` digits after the point."""
-    if decimals == 0:
-        return str(units)
-    text = str(units).rjust(decimals + 1, "0")
-    return f"{text[:-decimals]}.{text[-decimals:]}"
-
-
-def format_volume(units: int) -> str:
-    """Canonical decimal: no trailing zeros, no point for whole numbers ("1.5", "2", "0.001")."""
-    text = format_units(units, VOLUME_SCALE).rstrip("0")
-    return text[:-1] if text.endswith(".") else text
-
-
-def parse_tick(text: str) -> tuple[int, int]:
-    """(units, decimals) of a tick size like "0.01" or "0.10"; ValueError unless a plain decimal > 0."""
-    if not is_plain_decimal(text):
-        raise ValueError(f"tick size {text!r} is not a plain decimal")
-    decimals = decimals_of(text)
-    units = to_units(text, decimals)
-    if units <= 0:
-        raise ValueError(f"tick size {text!r} must be > 0")
-    return units, decimals
 
 
 def row_units(price: str, tick_units: int, decimals: int) -> int:

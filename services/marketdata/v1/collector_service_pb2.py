@@ -26,41 +26,51 @@ from marketdata.v1 import common_pb2 as marketdata_dot_v1_dot_common__pb2
 from marketdata.v1 import order_book_pb2 as marketdata_dot_v1_dot_order__book__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%marketdata/v1/collector_service.proto\x12\rmarketdata.v1\x1a\x1amarketdata/v1/common.proto\x1a\x1emarketdata/v1/order_book.proto\"E\n\x13StreamTradesRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\"@\n\x14StreamTradesResponse\x12(\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.TradeBatch\"%\n\x14GetFeedStatusRequest\x12\r\n\x05\x66\x65\x65\x64s\x18\x01 \x03(\t\"A\n\x15GetFeedStatusResponse\x12(\n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.FeedStatus\"\xfb\x04\n\nFeedStatus\x12\x0c\n\x04\x66\x65\x65\x64\x18\x01 \x01(\t\x12)\n\x08\x65xchange\x18\x02 \x01(\x0e\x32\x17.marketdata.v1.Exchange\x12%\n\x06market\x18\x03 \x01(\x0e\x32\x15.marketdata.v1.Market\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.marketdata.v1.FeedState\x12\x13\n\x0b\x63onnections\x18\x05 \x01(\r\x12\x1b\n\x13last_message_age_ms\x18\x06 \x01(\x03\x12\x10\n\x08messages\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x0e\n\x06trades\x18\t \x01(\x04\x12\x14\n\x0cparse_errors\x18\n \x01(\x04\x12\x12\n\nreconnects\x18\x0b \x01(\x04\x12\x11\n\trotations\x18\x0c \x01(\x04\x12\x15\n\rgaps_detected\x18\r \x01(\x04\x12\x15\n\rgaps_repaired\x18\x0e \x01(\x04\x12\x17\n\x0fgaps_unrepaired\x18\x0f \x01(\x04\x12\x12\n\nduplicates\x18\x10 \x01(\x04\x12\x19\n\x11\x62\x61\x63kfilled_trades\x18\x11 \x01(\x04\x12\x12\n\nlast_error\x18\x12 \x01(\t\x12\x34\n\x0binstruments\x18\x13 \x03(\x0b\x32\x1f.marketdata.v1.InstrumentStatus\x12,\n\x0brecent_gaps\x18\x14 \x03(\x0b\x32\x17.marketdata.v1.TradeGap\x12\r\n\x05\x62ooks\x18\x15 \x01(\r\x12\x14\n\x0c\x62ooks_synced\x18\x16 \x01(\r\x12\x14\n\x0c\x62ook_resyncs\x18\x17 \x01(\x04\x12\x1b\n\x13\x62ook_invalid_frames\x18\x18 \x01(\x04\"\xf7\x02\n\x10InstrumentStatus\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x0e\n\x06trades\x18\x02 \x01(\x04\x12\x19\n\x11last_trade_age_ms\x18\x03 \x01(\x03\x12\x15\n\rlast_trade_id\x18\x04 \x01(\t\x12\x1d\n\x15last_exchange_time_ms\x18\x05 \x01(\x03\x12\x11\n\trepairing\x18\x06 \x01(\x08\x12\x30\n\nbook_state\x18\x07 \x01(\x0e\x32\x1c.marketdata.v1.BookSyncState\x12\x14\n\x0c\x62ook_resyncs\x18\x08 \x01(\x04\x12\x1f\n\x17\x62ook_last_resync_reason\x18\t \x01(\t\x12\x14\n\x0c\x62ook_updates\x18\n \x01(\x04\x12\x14\n\x0c\x62ook_crossed\x18\x0b \x01(\x04\x12\x16\n\x0e\x62ook_update_id\x18\x0c \x01(\x03\x12\x13\n\x0b\x62ook_age_ms\x18\r \x01(\x03\"\x18\n\x16ListInstrumentsRequest\"I\n\x17ListInstrumentsResponse\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\"S\n\x13GetOrderBookRequest\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\"B\n\x14GetOrderBookResponse\x12*\n\x04view\x18\x01 \x01(\x0b\x32\x1c.marketdata.v1.OrderBookView\"k\n\x16StreamOrderBookRequest\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\x12\x13\n\x0binterval_ms\x18\x03 \x01(\r\"E\n\x17StreamOrderBookResponse\x12*\n\x04view\x18\x01 \x01(\x0b\x32\x1c.marketdata.v1.OrderBookView\"\xea\x01\n\rOrderBookView\x12.\n\x04\x62ook\x18\x01 \x01(\x0b\x32 .marketdata.v1.OrderBookSnapshot\x12\x30\n\x07summary\x18\x02 \x01(\x0b\x32\x1f.marketdata.v1.OrderBookSummary\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.marketdata.v1.BookSyncState\x12\x0e\n\x06\x61ge_ms\x18\x04 \x01(\x03\x12\r\n\x05\x64\x65pth\x18\x05 \x01(\r\x12\x0f\n\x07resyncs\x18\x06 \x01(\x04\x12\x1a\n\x12last_resync_reason\x18\x07 \x01(\t*\x91\x01\n\tFeedState\x12\x1a\n\x16\x46\x45\x45\x44_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46\x45\x45\x44_STATE_CONNECTING\x10\x01\x12\x18\n\x14\x46\x45\x45\x44_STATE_CONNECTED\x10\x02\x12\x1b\n\x17\x46\x45\x45\x44_STATE_RECONNECTING\x10\x03\x12\x16\n\x12\x46\x45\x45\x44_STATE_STOPPED\x10\x04\x32\xe8\x03\n\x10\x43ollectorService\x12Y\n\x0cStreamTrades\x12\".marketdata.v1.StreamTradesRequest\x1a#.marketdata.v1.StreamTradesResponse0\x01\x12Z\n\rGetFeedStatus\x12#.marketdata.v1.GetFeedStatusRequest\x1a$.marketdata.v1.GetFeedStatusResponse\x12`\n\x0fListInstruments\x12%.marketdata.v1.ListInstrumentsRequest\x1a&.marketdata.v1.ListInstrumentsResponse\x12W\n\x0cGetOrderBook\x12\".marketdata.v1.GetOrderBookRequest\x1a#.marketdata.v1.GetOrderBookResponse\x12\x62\n\x0fStreamOrderBook\x12%.marketdata.v1.StreamOrderBookRequest\x1a&.marketdata.v1.StreamOrderBookResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%marketdata/v1/collector_service.proto\x12\rmarketdata.v1\x1a\x1amarketdata/v1/common.proto\x1a\x1emarketdata/v1/order_book.proto\"Y\n\x13StreamTradesRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x12\n\ncomposites\x18\x02 \x03(\t\"k\n\x14StreamTradesResponse\x12(\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.TradeBatch\x12)\n\x08\x66\x61ilover\x18\x02 \x01(\x0b\x32\x17.marketdata.v1.Failover\"{\n\x08\x46\x61ilover\x12\x11\n\tcomposite\x18\x01 \x01(\t\x12+\n\x08selected\x18\x02 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12/\n\x08switches\x18\x03 \x03(\x0b\x32\x1d.marketdata.v1.FailoverSwitch\"U\n\x0e\x46\x61iloverSwitch\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12\x11\n\tfrom_feed\x18\x02 \x01(\t\x12\x0f\n\x07to_feed\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"%\n\x14GetFeedStatusRequest\x12\r\n\x05\x66\x65\x65\x64s\x18\x01 \x03(\t\"A\n\x15GetFeedStatusResponse\x12(\n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.FeedStatus\"\xa6\x05\n\nFeedStatus\x12\x0c\n\x04\x66\x65\x65\x64\x18\x01 \x01(\t\x12)\n\x08\x65xchange\x18\x02 \x01(\x0e\x32\x17.marketdata.v1.Exchange\x12%\n\x06market\x18\x03 \x01(\x0e\x32\x15.marketdata.v1.Market\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.marketdata.v1.FeedState\x12\x13\n\x0b\x63onnections\x18\x05 \x01(\r\x12\x1b\n\x13last_message_age_ms\x18\x06 \x01(\x03\x12\x10\n\x08messages\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x0e\n\x06trades\x18\t \x01(\x04\x12\x14\n\x0cparse_errors\x18\n \x01(\x04\x12\x12\n\nreconnects\x18\x0b \x01(\x04\x12\x11\n\trotations\x18\x0c \x01(\x04\x12\x15\n\rgaps_detected\x18\r \x01(\x04\x12\x15\n\rgaps_repaired\x18\x0e \x01(\x04\x12\x17\n\x0fgaps_unrepaired\x18\x0f \x01(\x04\x12\x12\n\nduplicates\x18\x10 \x01(\x04\x12\x19\n\x11\x62\x61\x63kfilled_trades\x18\x11 \x01(\x04\x12\x12\n\nlast_error\x18\x12 \x01(\t\x12\x34\n\x0binstruments\x18\x13 \x03(\x0b\x32\x1f.marketdata.v1.InstrumentStatus\x12,\n\x0brecent_gaps\x18\x14 \x03(\x0b\x32\x17.marketdata.v1.TradeGap\x12\r\n\x05\x62ooks\x18\x15 \x01(\r\x12\x14\n\x0c\x62ooks_synced\x18\x16 \x01(\r\x12\x14\n\x0c\x62ook_resyncs\x18\x17 \x01(\x04\x12\x1b\n\x13\x62ook_invalid_frames\x18\x18 \x01(\x04\x12)\n\x06health\x18\x19 \x01(\x0b\x32\x19.marketdata.v1.FeedHealth\"\x9a\x03\n\nFeedHealth\x12\r\n\x05score\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0cmessage_rate\x18\x03 \x01(\x01\x12\x13\n\x0bnormal_rate\x18\x04 \x01(\x01\x12\x1b\n\x13last_message_age_ms\x18\x05 \x01(\x03\x12\x19\n\x11window_reconnects\x18\x06 \x01(\x04\x12\x13\n\x0bwindow_gaps\x18\x07 \x01(\x04\x12\x1e\n\x16window_unrepaired_gaps\x18\x08 \x01(\x04\x12\x1b\n\x13window_book_resyncs\x18\t \x01(\x04\x12\x16\n\x0elatency_p50_ms\x18\n \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x0b \x01(\x01\x12\x15\n\rclock_skew_ms\x18\x0c \x01(\x01\x12.\n\x08\x63ircuits\x18\r \x03(\x0b\x32\x1c.marketdata.v1.CircuitStatus\x12.\n\x0b\x64ivergences\x18\x0e \x03(\x0b\x32\x19.marketdata.v1.Divergence\x12\x11\n\tpenalties\x18\x0f \x03(\t\"s\n\rCircuitStatus\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x13\n\x0bretry_in_ms\x18\x04 \x01(\x03\x12\x0e\n\x06opened\x18\x05 \x01(\x04\x12\x10\n\x08rejected\x18\x06 \x01(\x04\"\x88\x01\n\nDivergence\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x12\n\nother_feed\x18\x02 \x01(\t\x12\x16\n\x0elast_trade_bps\x18\x03 \x01(\x01\x12\x0f\n\x07mid_bps\x18\x04 \x01(\x01\x12\x0f\n\x07\x66lagged\x18\x05 \x01(\x08\x12\x1c\n\x14trade_time_offset_ms\x18\x06 \x01(\x03\"\xf7\x02\n\x10InstrumentStatus\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x0e\n\x06trades\x18\x02 \x01(\x04\x12\x19\n\x11last_trade_age_ms\x18\x03 \x01(\x03\x12\x15\n\rlast_trade_id\x18\x04 \x01(\t\x12\x1d\n\x15last_exchange_time_ms\x18\x05 \x01(\x03\x12\x11\n\trepairing\x18\x06 \x01(\x08\x12\x30\n\nbook_state\x18\x07 \x01(\x0e\x32\x1c.marketdata.v1.BookSyncState\x12\x14\n\x0c\x62ook_resyncs\x18\x08 \x01(\x04\x12\x1f\n\x17\x62ook_last_resync_reason\x18\t \x01(\t\x12\x14\n\x0c\x62ook_updates\x18\n \x01(\x04\x12\x14\n\x0c\x62ook_crossed\x18\x0b \x01(\x04\x12\x16\n\x0e\x62ook_update_id\x18\x0c \x01(\x03\x12\x13\n\x0b\x62ook_age_ms\x18\r \x01(\x03\"\x18\n\x16ListInstrumentsRequest\"I\n\x17ListInstrumentsResponse\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\"f\n\x13GetOrderBookRequest\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\x12\x11\n\tcomposite\x18\x03 \x01(\t\"m\n\x14GetOrderBookResponse\x12*\n\x04view\x18\x01 \x01(\x0b\x32\x1c.marketdata.v1.OrderBookView\x12)\n\x08\x66\x61ilover\x18\x02 \x01(\x0b\x32\x17.marketdata.v1.Failover\"k\n\x16StreamOrderBookRequest\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\x12\x13\n\x0binterval_ms\x18\x03 \x01(\r\"E\n\x17StreamOrderBookResponse\x12*\n\x04view\x18\x01 \x01(\x0b\x32\x1c.marketdata.v1.OrderBookView\"\xea\x01\n\rOrderBookView\x12.\n\x04\x62ook\x18\x01 \x01(\x0b\x32 .marketdata.v1.OrderBookSnapshot\x12\x30\n\x07summary\x18\x02 \x01(\x0b\x32\x1f.marketdata.v1.OrderBookSummary\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.marketdata.v1.BookSyncState\x12\x0e\n\x06\x61ge_ms\x18\x04 \x01(\x03\x12\r\n\x05\x64\x65pth\x18\x05 \x01(\r\x12\x0f\n\x07resyncs\x18\x06 \x01(\x04\x12\x1a\n\x12last_resync_reason\x18\x07 \x01(\t*\x91\x01\n\tFeedState\x12\x1a\n\x16\x46\x45\x45\x44_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46\x45\x45\x44_STATE_CONNECTING\x10\x01\x12\x18\n\x14\x46\x45\x45\x44_STATE_CONNECTED\x10\x02\x12\x1b\n\x17\x46\x45\x45\x44_STATE_RECONNECTING\x10\x03\x12\x16\n\x12\x46\x45\x45\x44_STATE_STOPPED\x10\x04\x32\xe8\x03\n\x10\x43ollectorService\x12Y\n\x0cStreamTrades\x12\".marketdata.v1.StreamTradesRequest\x1a#.marketdata.v1.StreamTradesResponse0\x01\x12Z\n\rGetFeedStatus\x12#.marketdata.v1.GetFeedStatusRequest\x1a$.marketdata.v1.GetFeedStatusResponse\x12`\n\x0fListInstruments\x12%.marketdata.v1.ListInstrumentsRequest\x1a&.marketdata.v1.ListInstrumentsResponse\x12W\n\x0cGetOrderBook\x12\".marketdata.v1.GetOrderBookRequest\x1a#.marketdata.v1.GetOrderBookResponse\x12\x62\n\x0fStreamOrderBook\x12%.marketdata.v1.StreamOrderBookRequest\x1a&.marketdata.v1.StreamOrderBookResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marketdata.v1.collector_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FEEDSTATE']._serialized_start=2047
-  _globals['_FEEDSTATE']._serialized_end=2192
+  _globals['_FEEDSTATE']._serialized_start=3096
+  _globals['_FEEDSTATE']._serialized_end=3241
   _globals['_STREAMTRADESREQUEST']._serialized_start=116
-  _globals['_STREAMTRADESREQUEST']._serialized_end=185
-  _globals['_STREAMTRADESRESPONSE']._serialized_start=187
-  _globals['_STREAMTRADESRESPONSE']._serialized_end=251
-  _globals['_GETFEEDSTATUSREQUEST']._serialized_start=253
-  _globals['_GETFEEDSTATUSREQUEST']._serialized_end=290
-  _globals['_GETFEEDSTATUSRESPONSE']._serialized_start=292
-  _globals['_GETFEEDSTATUSRESPONSE']._serialized_end=357
-  _globals['_FEEDSTATUS']._serialized_start=360
-  _globals['_FEEDSTATUS']._serialized_end=995
-  _globals['_INSTRUMENTSTATUS']._serialized_start=998
-  _globals['_INSTRUMENTSTATUS']._serialized_end=1373
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=1375
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=1399
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=1401
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=1474
-  _globals['_GETORDERBOOKREQUEST']._serialized_start=1476
-  _globals['_GETORDERBOOKREQUEST']._serialized_end=1559
-  _globals['_GETORDERBOOKRESPONSE']._serialized_start=1561
-  _globals['_GETORDERBOOKRESPONSE']._serialized_end=1627
-  _globals['_STREAMORDERBOOKREQUEST']._serialized_start=1629
-  _globals['_STREAMORDERBOOKREQUEST']._serialized_end=1736
-  _globals['_STREAMORDERBOOKRESPONSE']._serialized_start=1738
-  _globals['_STREAMORDERBOOKRESPONSE']._serialized_end=1807
-  _globals['_ORDERBOOKVIEW']._serialized_start=1810
-  _globals['_ORDERBOOKVIEW']._serialized_end=2044
-  _globals['_COLLECTORSERVICE']._serialized_start=2195
-  _globals['_COLLECTORSERVICE']._serialized_end=2683
+  _globals['_STREAMTRADESREQUEST']._serialized_end=205
+  _globals['_STREAMTRADESRESPONSE']._serialized_start=207
+  _globals['_STREAMTRADESRESPONSE']._serialized_end=314
+  _globals['_FAILOVER']._serialized_start=316
+  _globals['_FAILOVER']._serialized_end=439
+  _globals['_FAILOVERSWITCH']._serialized_start=441
+  _globals['_FAILOVERSWITCH']._serialized_end=526
+  _globals['_GETFEEDSTATUSREQUEST']._serialized_start=528
+  _globals['_GETFEEDSTATUSREQUEST']._serialized_end=565
+  _globals['_GETFEEDSTATUSRESPONSE']._serialized_start=567
+  _globals['_GETFEEDSTATUSRESPONSE']._serialized_end=632
+  _globals['_FEEDSTATUS']._serialized_start=635
+  _globals['_FEEDSTATUS']._serialized_end=1313
+  _globals['_FEEDHEALTH']._serialized_start=1316
+  _globals['_FEEDHEALTH']._serialized_end=1726
+  _globals['_CIRCUITSTATUS']._serialized_start=1728
+  _globals['_CIRCUITSTATUS']._serialized_end=1843
+  _globals['_DIVERGENCE']._serialized_start=1846
+  _globals['_DIVERGENCE']._serialized_end=1982
+  _globals['_INSTRUMENTSTATUS']._serialized_start=1985
+  _globals['_INSTRUMENTSTATUS']._serialized_end=2360
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=2362
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=2386
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=2388
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=2461
+  _globals['_GETORDERBOOKREQUEST']._serialized_start=2463
+  _globals['_GETORDERBOOKREQUEST']._serialized_end=2565
+  _globals['_GETORDERBOOKRESPONSE']._serialized_start=2567
+  _globals['_GETORDERBOOKRESPONSE']._serialized_end=2676
+  _globals['_STREAMORDERBOOKREQUEST']._serialized_start=2678
+  _globals['_STREAMORDERBOOKREQUEST']._serialized_end=2785
+  _globals['_STREAMORDERBOOKRESPONSE']._serialized_start=2787
+  _globals['_STREAMORDERBOOKRESPONSE']._serialized_end=2856
+  _globals['_ORDERBOOKVIEW']._serialized_start=2859
+  _globals['_ORDERBOOKVIEW']._serialized_end=3093
+  _globals['_COLLECTORSERVICE']._serialized_start=3244
+  _globals['_COLLECTORSERVICE']._serialized_end=3732
 # @@protoc_insertion_point(module_scope)

@@ -23,16 +23,42 @@ FEED_STATE_RECONNECTING: FeedState
 FEED_STATE_STOPPED: FeedState
 
 class StreamTradesRequest(_message.Message):
-    __slots__ = ("instruments",)
+    __slots__ = ("instruments", "composites")
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    COMPOSITES_FIELD_NUMBER: _ClassVar[int]
     instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
-    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ...) -> None: ...
+    composites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., composites: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamTradesResponse(_message.Message):
-    __slots__ = ("batch",)
+    __slots__ = ("batch", "failover")
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_FIELD_NUMBER: _ClassVar[int]
     batch: _common_pb2.TradeBatch
-    def __init__(self, batch: _Optional[_Union[_common_pb2.TradeBatch, _Mapping]] = ...) -> None: ...
+    failover: Failover
+    def __init__(self, batch: _Optional[_Union[_common_pb2.TradeBatch, _Mapping]] = ..., failover: _Optional[_Union[Failover, _Mapping]] = ...) -> None: ...
+
+class Failover(_message.Message):
+    __slots__ = ("composite", "selected", "switches")
+    COMPOSITE_FIELD_NUMBER: _ClassVar[int]
+    SELECTED_FIELD_NUMBER: _ClassVar[int]
+    SWITCHES_FIELD_NUMBER: _ClassVar[int]
+    composite: str
+    selected: _common_pb2.Instrument
+    switches: _containers.RepeatedCompositeFieldContainer[FailoverSwitch]
+    def __init__(self, composite: _Optional[str] = ..., selected: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., switches: _Optional[_Iterable[_Union[FailoverSwitch, _Mapping]]] = ...) -> None: ...
+
+class FailoverSwitch(_message.Message):
+    __slots__ = ("time_ns", "from_feed", "to_feed", "reason")
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    FROM_FEED_FIELD_NUMBER: _ClassVar[int]
+    TO_FEED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    time_ns: int
+    from_feed: str
+    to_feed: str
+    reason: str
+    def __init__(self, time_ns: _Optional[int] = ..., from_feed: _Optional[str] = ..., to_feed: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GetFeedStatusRequest(_message.Message):
     __slots__ = ("feeds",)
@@ -47,7 +73,7 @@ class GetFeedStatusResponse(_message.Message):
     def __init__(self, feeds: _Optional[_Iterable[_Union[FeedStatus, _Mapping]]] = ...) -> None: ...
 
 class FeedStatus(_message.Message):
-    __slots__ = ("feed", "exchange", "market", "state", "connections", "last_message_age_ms", "messages", "bytes", "trades", "parse_errors", "reconnects", "rotations", "gaps_detected", "gaps_repaired", "gaps_unrepaired", "duplicates", "backfilled_trades", "last_error", "instruments", "recent_gaps", "books", "books_synced", "book_resyncs", "book_invalid_frames")
+    __slots__ = ("feed", "exchange", "market", "state", "connections", "last_message_age_ms", "messages", "bytes", "trades", "parse_errors", "reconnects", "rotations", "gaps_detected", "gaps_repaired", "gaps_unrepaired", "duplicates", "backfilled_trades", "last_error", "instruments", "recent_gaps", "books", "books_synced", "book_resyncs", "book_invalid_frames", "health")
     FEED_FIELD_NUMBER: _ClassVar[int]
     EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     MARKET_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +98,7 @@ class FeedStatus(_message.Message):
     BOOKS_SYNCED_FIELD_NUMBER: _ClassVar[int]
     BOOK_RESYNCS_FIELD_NUMBER: _ClassVar[int]
     BOOK_INVALID_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     feed: str
     exchange: _common_pb2.Exchange
     market: _common_pb2.Market
@@ -96,7 +123,74 @@ class FeedStatus(_message.Message):
     books_synced: int
     book_resyncs: int
     book_invalid_frames: int
-    def __init__(self, feed: _Optional[str] = ..., exchange: _Optional[_Union[_common_pb2.Exchange, str]] = ..., market: _Optional[_Union[_common_pb2.Market, str]] = ..., state: _Optional[_Union[FeedState, str]] = ..., connections: _Optional[int] = ..., last_message_age_ms: _Optional[int] = ..., messages: _Optional[int] = ..., bytes: _Optional[int] = ..., trades: _Optional[int] = ..., parse_errors: _Optional[int] = ..., reconnects: _Optional[int] = ..., rotations: _Optional[int] = ..., gaps_detected: _Optional[int] = ..., gaps_repaired: _Optional[int] = ..., gaps_unrepaired: _Optional[int] = ..., duplicates: _Optional[int] = ..., backfilled_trades: _Optional[int] = ..., last_error: _Optional[str] = ..., instruments: _Optional[_Iterable[_Union[InstrumentStatus, _Mapping]]] = ..., recent_gaps: _Optional[_Iterable[_Union[_common_pb2.TradeGap, _Mapping]]] = ..., books: _Optional[int] = ..., books_synced: _Optional[int] = ..., book_resyncs: _Optional[int] = ..., book_invalid_frames: _Optional[int] = ...) -> None: ...
+    health: FeedHealth
+    def __init__(self, feed: _Optional[str] = ..., exchange: _Optional[_Union[_common_pb2.Exchange, str]] = ..., market: _Optional[_Union[_common_pb2.Market, str]] = ..., state: _Optional[_Union[FeedState, str]] = ..., connections: _Optional[int] = ..., last_message_age_ms: _Optional[int] = ..., messages: _Optional[int] = ..., bytes: _Optional[int] = ..., trades: _Optional[int] = ..., parse_errors: _Optional[int] = ..., reconnects: _Optional[int] = ..., rotations: _Optional[int] = ..., gaps_detected: _Optional[int] = ..., gaps_repaired: _Optional[int] = ..., gaps_unrepaired: _Optional[int] = ..., duplicates: _Optional[int] = ..., backfilled_trades: _Optional[int] = ..., last_error: _Optional[str] = ..., instruments: _Optional[_Iterable[_Union[InstrumentStatus, _Mapping]]] = ..., recent_gaps: _Optional[_Iterable[_Union[_common_pb2.TradeGap, _Mapping]]] = ..., books: _Optional[int] = ..., books_synced: _Optional[int] = ..., book_resyncs: _Optional[int] = ..., book_invalid_frames: _Optional[int] = ..., health: _Optional[_Union[FeedHealth, _Mapping]] = ...) -> None: ...
+
+class FeedHealth(_message.Message):
+    __slots__ = ("score", "reason", "message_rate", "normal_rate", "last_message_age_ms", "window_reconnects", "window_gaps", "window_unrepaired_gaps", "window_book_resyncs", "latency_p50_ms", "latency_p99_ms", "clock_skew_ms", "circuits", "divergences", "penalties")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_RATE_FIELD_NUMBER: _ClassVar[int]
+    NORMAL_RATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MESSAGE_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_RECONNECTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_GAPS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_UNREPAIRED_GAPS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_BOOK_RESYNCS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_SKEW_MS_FIELD_NUMBER: _ClassVar[int]
+    CIRCUITS_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCES_FIELD_NUMBER: _ClassVar[int]
+    PENALTIES_FIELD_NUMBER: _ClassVar[int]
+    score: int
+    reason: str
+    message_rate: float
+    normal_rate: float
+    last_message_age_ms: int
+    window_reconnects: int
+    window_gaps: int
+    window_unrepaired_gaps: int
+    window_book_resyncs: int
+    latency_p50_ms: float
+    latency_p99_ms: float
+    clock_skew_ms: float
+    circuits: _containers.RepeatedCompositeFieldContainer[CircuitStatus]
+    divergences: _containers.RepeatedCompositeFieldContainer[Divergence]
+    penalties: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, score: _Optional[int] = ..., reason: _Optional[str] = ..., message_rate: _Optional[float] = ..., normal_rate: _Optional[float] = ..., last_message_age_ms: _Optional[int] = ..., window_reconnects: _Optional[int] = ..., window_gaps: _Optional[int] = ..., window_unrepaired_gaps: _Optional[int] = ..., window_book_resyncs: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., clock_skew_ms: _Optional[float] = ..., circuits: _Optional[_Iterable[_Union[CircuitStatus, _Mapping]]] = ..., divergences: _Optional[_Iterable[_Union[Divergence, _Mapping]]] = ..., penalties: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CircuitStatus(_message.Message):
+    __slots__ = ("call", "state", "reason", "retry_in_ms", "opened", "rejected")
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RETRY_IN_MS_FIELD_NUMBER: _ClassVar[int]
+    OPENED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    call: str
+    state: str
+    reason: str
+    retry_in_ms: int
+    opened: int
+    rejected: int
+    def __init__(self, call: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., retry_in_ms: _Optional[int] = ..., opened: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+
+class Divergence(_message.Message):
+    __slots__ = ("symbol", "other_feed", "last_trade_bps", "mid_bps", "flagged", "trade_time_offset_ms")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FEED_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRADE_BPS_FIELD_NUMBER: _ClassVar[int]
+    MID_BPS_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    TRADE_TIME_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    other_feed: str
+    last_trade_bps: float
+    mid_bps: float
+    flagged: bool
+    trade_time_offset_ms: int
+    def __init__(self, symbol: _Optional[str] = ..., other_feed: _Optional[str] = ..., last_trade_bps: _Optional[float] = ..., mid_bps: _Optional[float] = ..., flagged: _Optional[bool] = ..., trade_time_offset_ms: _Optional[int] = ...) -> None: ...
 
 class InstrumentStatus(_message.Message):
     __slots__ = ("instrument", "trades", "last_trade_age_ms", "last_trade_id", "last_exchange_time_ms", "repairing", "book_state", "book_resyncs", "book_last_resync_reason", "book_updates", "book_crossed", "book_update_id", "book_age_ms")
@@ -139,18 +233,22 @@ class ListInstrumentsResponse(_message.Message):
     def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ...) -> None: ...
 
 class GetOrderBookRequest(_message.Message):
-    __slots__ = ("instrument", "depth")
+    __slots__ = ("instrument", "depth", "composite")
     INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
+    COMPOSITE_FIELD_NUMBER: _ClassVar[int]
     instrument: _common_pb2.Instrument
     depth: int
-    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., depth: _Optional[int] = ...) -> None: ...
+    composite: str
+    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., depth: _Optional[int] = ..., composite: _Optional[str] = ...) -> None: ...
 
 class GetOrderBookResponse(_message.Message):
-    __slots__ = ("view",)
+    __slots__ = ("view", "failover")
     VIEW_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_FIELD_NUMBER: _ClassVar[int]
     view: OrderBookView
-    def __init__(self, view: _Optional[_Union[OrderBookView, _Mapping]] = ...) -> None: ...
+    failover: Failover
+    def __init__(self, view: _Optional[_Union[OrderBookView, _Mapping]] = ..., failover: _Optional[_Union[Failover, _Mapping]] = ...) -> None: ...
 
 class StreamOrderBookRequest(_message.Message):
     __slots__ = ("instrument", "depth", "interval_ms")

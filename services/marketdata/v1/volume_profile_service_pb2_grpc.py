@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class VolumeProfileServiceStub:
-    """VolumeProfileService computes volume profiles from stored footprints and live trades.
+    """VolumeProfileService computes volume profiles from stored 1m footprints and live trades.
     """
 
     def __init__(self, channel):
@@ -40,14 +40,40 @@ class VolumeProfileServiceStub:
                 request_serializer=marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileRequest.SerializeToString,
                 response_deserializer=marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileResponse.FromString,
                 _registered_method=True)
+        self.GetVolumeProfileLevels = channel.unary_unary(
+                '/marketdata.v1.VolumeProfileService/GetVolumeProfileLevels',
+                request_serializer=marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileLevelsRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileLevelsResponse.FromString,
+                _registered_method=True)
+        self.StreamVolumeProfile = channel.unary_stream(
+                '/marketdata.v1.VolumeProfileService/StreamVolumeProfile',
+                request_serializer=marketdata_dot_v1_dot_volume__profile__service__pb2.StreamVolumeProfileRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_volume__profile__service__pb2.StreamVolumeProfileResponse.FromString,
+                _registered_method=True)
 
 
 class VolumeProfileServiceServicer:
-    """VolumeProfileService computes volume profiles from stored footprints and live trades.
+    """VolumeProfileService computes volume profiles from stored 1m footprints and live trades.
     """
 
     def GetVolumeProfile(self, request, context):
-        """GetVolumeProfile returns the profile of one or several instruments over a range.
+        """GetVolumeProfile returns the profile of one instrument, or several aggregated across exchanges,
+        over a range, with its key levels and the coverage of the data behind it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVolumeProfileLevels(self, request, context):
+        """GetVolumeProfileLevels returns the key levels only, plus naked POCs of previous sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamVolumeProfile(self, request, context):
+        """StreamVolumeProfile streams the developing profile of a session: on the requested interval and
+        at every bar (minute) close.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +87,16 @@ def add_VolumeProfileServiceServicer_to_server(servicer, server):
                     request_deserializer=marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileRequest.FromString,
                     response_serializer=marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileResponse.SerializeToString,
             ),
+            'GetVolumeProfileLevels': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVolumeProfileLevels,
+                    request_deserializer=marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileLevelsRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileLevelsResponse.SerializeToString,
+            ),
+            'StreamVolumeProfile': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamVolumeProfile,
+                    request_deserializer=marketdata_dot_v1_dot_volume__profile__service__pb2.StreamVolumeProfileRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_volume__profile__service__pb2.StreamVolumeProfileResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'marketdata.v1.VolumeProfileService', rpc_method_handlers)
@@ -70,7 +106,7 @@ def add_VolumeProfileServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class VolumeProfileService:
-    """VolumeProfileService computes volume profiles from stored footprints and live trades.
+    """VolumeProfileService computes volume profiles from stored 1m footprints and live trades.
     """
 
     @staticmethod
@@ -90,6 +126,60 @@ class VolumeProfileService:
             '/marketdata.v1.VolumeProfileService/GetVolumeProfile',
             marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileRequest.SerializeToString,
             marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVolumeProfileLevels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marketdata.v1.VolumeProfileService/GetVolumeProfileLevels',
+            marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileLevelsRequest.SerializeToString,
+            marketdata_dot_v1_dot_volume__profile__service__pb2.GetVolumeProfileLevelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamVolumeProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/marketdata.v1.VolumeProfileService/StreamVolumeProfile',
+            marketdata_dot_v1_dot_volume__profile__service__pb2.StreamVolumeProfileRequest.SerializeToString,
+            marketdata_dot_v1_dot_volume__profile__service__pb2.StreamVolumeProfileResponse.FromString,
             options,
             channel_credentials,
             insecure,

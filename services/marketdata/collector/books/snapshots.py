@@ -90,6 +90,7 @@ class SnapshotFetcher:
                 self._rest.base_url(market),
                 binance.depth_path(market),
                 {"symbol": instrument.symbol, "limit": str(limit)},
+                breaker=self._rest.breaker(market, "rest_snapshot"),
             )
         last, bids, asks, time_ms = binance.parse_depth_snapshot(body)
         return DepthSnapshot(last, bids, asks, time_ms, time.time_ns(), limit)

@@ -1,0 +1,285 @@
+"""Where a profile's minutes come from: storage's footprint bars, and the collector's live trades.
+
+Every minute of a range comes from exactly one source, so nothing is counted twice at the seam:
+the live source owns a minute when its subscription to the instrument was unbroken from before that
+minute's start and the minute is among the last LIVE_MINUTES (the open minute and the one before it,
+which storage may still be writing); storage owns every other minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from marketdata.core.analytics.exact import to_units, volume_units
+from marketdata.core.analytics.profile import Grid, Histogram, VolumeUnit
+from marketdata.core.instruments import InstrumentId
+from marketdata.v1 import collector_service_pb2 as collector_pb2
+from marketdata.v1 import collector_service_pb2_grpc as collector_grpc
+from marketdata.v1 import common_pb2
+from marketdata.v1 import storage_service_pb2 as storage_pb2
+from marketdata.v1 import storage_service_pb2_grpc as storage_grpc
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+LIVE_MINUTES = 2
+RES_1M = storage_pb2.FOOTPRINT_RESOLUTION_1M
+RES_1H = storage_pb2.FOOTPRINT_RESOLUTION_1H
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class MinuteBar:
+    """One instrument's footprint over one bar (1m, or 1h rolled up by retention) from either source."""
+
+    instrument: InstrumentId
+    start_ms: int
+    length_ms: int
+    row_size: str
+    # (price, buy, sell) as exact decimal strings (storage) ...
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    # ... or raw trades (price, size, is_buy) from the live stream
+    trades: list[tuple[str, str, bool]] = field(default_factory=list)
+    live: bool = False
+
+    def add_to(self, histogram: Histogram, unit: VolumeUnit) -> None:
+        if self.rows:
+            histogram.add_footprint_rows(self.row_size, self.rows, unit)
+        grid = histogram.grid
+        quote = unit is VolumeUnit.QUOTE
+        shift = histogram.volume_scale - 18
+        for price, size, is_buy in self.trades:
+            units = to_units(price, grid.decimals)
+            volume = volume_units(size)
+            if quote:
+                volume *= to_units(price, shift)
+            histogram.add(units, volume if is_buy else 0, 0 if is_buy else volume)
+
+
+class StorageSource:
+    """Footprint bars from the storage service (QueryFootprints), split into chunks storage accepts."""
+
+    def __init__(self, channel: grpc.aio.Channel, max_range_ms: int) -> None:
+        self._stub = storage_grpc.StorageServiceStub(channel)  # type: ignore[no-untyped-call]
+        self._max_range_ms = max(max_range_ms, HOUR_MS)
+
+    async def bars(self, instrument: InstrumentId, start: int, end: int) -> list[MinuteBar]:
+        """1m bars in [start, end), plus 1h bars for whole hours inside it that hold no 1m bar."""
+        minute = await self._query(instrument, start, end, RES_1M, MINUTE_MS)
+        first_hour = start + (-start) % HOUR_MS
+        last_hour = end - end % HOUR_MS
+        if last_hour <= first_hour:
+            return minute
+        hours_with_minutes = {b.start_ms - b.start_ms % HOUR_MS for b in minute}
+        hourly = [
+            b
+            for b in await self._query(instrument, first_hour, last_hour, RES_1H, HOUR_MS)
+            if b.start_ms not in hours_with_minutes
+        ]
+        return sorted(minute + hourly, key=lambda b: b.start_ms)
+
+    async def _query(
+        self, instrument: InstrumentId, start: int, end: int, resolution: int, length: int
+    ) -> list[MinuteBar]:
+        out: list[MinuteBar] = []
+        chunk_start = start
+        while chunk_start < end:
+            chunk_end = min(end, chunk_start + self._max_range_ms)
+            request = storage_pb2.QueryFootprintsRequest(
+                instrument=instrument.to_proto(),
+                start_time_ms=chunk_start,
+                end_time_ms=chunk_end,
+                resolution=resolution,  # type: ignore[arg-type]
+            )
+            async for response in self._stub.QueryFootprints(request):
+                for bar in response.bars:
+                    out.append(
+                        MinuteBar(
+                            instrument,
+                            bar.start_time_ms,
+                            length,
+                            bar.row_size,
+                            [(r.price, r.buy_volume, r.sell_volume) for r in bar.rows],
+                        )
+                    )
+            chunk_start = chunk_end
+        return out
+
+    async def stored_tick_sizes(self, instruments: Iterable[InstrumentId]) -> dict[InstrumentId, str]:
+        """Row size of each instrument's newest stored 1m bar (storage writes bars at the tick size)."""
+        wanted = list(instruments)
+        response = await self._stub.GetStorageStats(
+            storage_pb2.GetStorageStatsRequest(instruments=[i.to_proto() for i in wanted])
+        )
+        out: dict[InstrumentId, str] = {}
+        for stat in response.collections:
+            if stat.collection != "footprints_1m" or not stat.count:
+                continue
+            instrument = InstrumentId.from_proto(stat.instrument)
+            newest = stat.newest_time_ms
+            bars = await self._query(instrument, newest, newest + MINUTE_MS, RES_1M, MINUTE_MS)
+            if bars:
+                out[instrument] = bars[0].row_size
+        return out
+
+    async def oldest_bar_ms(self, instruments: Iterable[InstrumentId]) -> dict[InstrumentId, int]:
+        """Oldest stored footprint (1m or 1h) per instrument; instruments without any are left out."""
+        wanted = list(instruments)
+        response = await self._stub.GetStorageStats(
+            storage_pb2.GetStorageStatsRequest(instruments=[i.to_proto() for i in wanted])
+        )
+        out: dict[InstrumentId, int] = {}
+        for stat in response.collections:
+            if stat.collection not in ("footprints_1m", "footprints_1h") or not stat.count:
+                continue
+            instrument = InstrumentId.from_proto(stat.instrument)
+            oldest = stat.oldest_time_ms
+            out[instrument] = min(out.get(instrument, oldest), oldest)
+        return out
+
+
+class _LiveBook:
+    """Trades of one instrument by minute, for the last few minutes, deduplicated by trade id."""
+
+    __slots__ = ("continuous_from", "ids", "minutes")
+
+    def __init__(self) -> None:
+        self.continuous_from: int | None = None  # first minute the subscription saw whole
+        self.minutes: dict[int, list[tuple[str, str, bool]]] = {}
+        self.ids: dict[int, set[str]] = {}
+
+    def add(self, trade: common_pb2.Trade) -> None:
+        minute = trade.exchange_time_ms - trade.exchange_time_ms % MINUTE_MS
+        ids = self.ids.setdefault(minute, set())
+        if trade.trade_id in ids:
+            return
+        ids.add(trade.trade_id)
+        self.minutes.setdefault(minute, []).append(
+            (trade.price, trade.size, trade.side == common_pb2.SIDE_BUY)
+        )
+
+    def prune(self, oldest_kept: int) -> None:
+        for minute in [m for m in self.minutes if m < oldest_kept]:
+            del self.minutes[minute]
+            self.ids.pop(minute, None)
+
+
+class LiveTrades:
+    """A StreamTrades subscription to the collector keeping the last LIVE_MINUTES minutes per instrument.
+
+    Cost per trade: one dict lookup, one set insert and one list append (no decimal parsing until a
+    profile asks for the minute).
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, instruments: Iterable[InstrumentId]) -> None:
+        self._stub = collector_grpc.CollectorServiceStub(channel)  # type: ignore[no-untyped-call]
+        self._instruments = list(dict.fromkeys(instruments))
+        self._books: dict[InstrumentId, _LiveBook] = {i: _LiveBook() for i in self._instruments}
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.trades_seen = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="volume-profile-live")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            call: Any = None
+            try:
+                call = self._stub.StreamTrades(
+                    collector_pb2.StreamTradesRequest(instruments=[i.to_proto() for i in self._instruments])
+                )
+                await call.wait_for_connection()
+                started = now_ms()
+                # a minute is whole only if it began after the subscription was up
+                first_whole = started - started % MINUTE_MS + MINUTE_MS
+                for book in self._books.values():
+                    book.continuous_from = first_whole
+                self.connected = True
+                delay = 0.2
+                async for response in call:
+                    self.on_batch(response.batch)
+            except asyncio.CancelledError:
+                if call is not None:
+                    call.cancel()
+                raise
+            except Exception as exc:
+                log.warning("live trades unavailable; profiles use storage only", extra={"error": str(exc)})
+            self.connected = False
+            for book in self._books.values():
+                book.continuous_from = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def on_batch(self, batch: common_pb2.TradeBatch) -> None:
+        try:
+            instrument = InstrumentId.from_proto(batch.instrument)
+        except ValueError:
+            return
+        book = self._books.get(instrument)
+        if book is None:
+            return
+        for trade in batch.trades:
+            book.add(trade)
+        self.trades_seen += len(batch.trades)
+        current = now_ms()
+        book.prune(current - current % MINUTE_MS - (LIVE_MINUTES + 1) * MINUTE_MS)
+
+    async def feed_gaps(self, timeout_s: float = 1.0) -> list[common_pb2.TradeGap]:
+        """The collector's recent trade gaps that are not repaired (best effort: [] when unreachable)."""
+        try:
+            response = await self._stub.GetFeedStatus(collector_pb2.GetFeedStatusRequest(), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            log.debug("feed status unavailable", extra={"error": str(exc)})
+            return []
+        return [
+            gap
+            for feed in response.feeds
+            for gap in feed.recent_gaps
+            if gap.state != common_pb2.GAP_STATE_REPAIRED
+        ]
+
+    def live_from(self, instrument: InstrumentId, now: int) -> int | None:
+        """The first minute this source owns for `instrument` (None: it owns none)."""
+        book = self._books.get(instrument)
+        if book is None or book.continuous_from is None or not self.connected:
+            return None
+        window = now - now % MINUTE_MS - (LIVE_MINUTES - 1) * MINUTE_MS
+        return max(window, book.continuous_from)
+
+    def bars(self, instrument: InstrumentId, start: int, end: int, row_size: str) -> list[MinuteBar]:
+        book = self._books[instrument]
+        return [
+            MinuteBar(instrument, minute, MINUTE_MS, row_size, trades=list(trades), live=True)
+            for minute, trades in sorted(book.minutes.items())
+            if start <= minute < end and trades
+        ]
+
+    def wants(self, instrument: InstrumentId) -> bool:
+        return instrument in self._books
+
+
+def build_histogram(bars: Iterable[MinuteBar], grid: Grid, unit: VolumeUnit, volume_scale: int) -> Histogram:
+    histogram = Histogram(grid, volume_scale)
+    for bar in bars:
+        bar.add_to(histogram, unit)
+    return histogram

@@ -1,0 +1,691 @@
+"""VolumeProfileService over gRPC: request validation, data assembly, profile computation."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import grpc
+
+from marketdata.core.analytics.exact import decimals_of, format_scaled, is_plain_decimal, to_units
+from marketdata.core.analytics.profile import (
+    Grid,
+    Histogram,
+    Profile,
+    VaMethod,
+    VolumeUnit,
+    compute_profile,
+    is_multiple,
+    parse_pct,
+    row_count,
+    share_text,
+)
+from marketdata.core.analytics.timeframes import (
+    MINUTE_MS,
+    TIMEFRAMES_MS,
+    lookback_range,
+    session_range,
+    utc_day,
+    utc_week,
+)
+from marketdata.core.config import Settings, env_name
+from marketdata.core.instrument_meta import MetadataError, fetch_tick_sizes
+from marketdata.core.instruments import InstrumentId
+from marketdata.v1 import common_pb2
+from marketdata.v1 import volume_profile_service_pb2 as pb
+from marketdata.v1 import volume_profile_service_pb2_grpc as pb_grpc
+from marketdata.volume_profile.cache import CLOSED_GRACE_MS, RangeCache
+from marketdata.volume_profile.data import LiveTrades, MinuteBar, StorageSource, build_histogram, now_ms
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VolumeProfileService"].full_name
+MAX_INSTRUMENTS = 16
+MAX_LOOKBACK = 100_000
+MIN_INTERVAL_MS = 100
+OLDEST_TTL_S = 30.0
+GAPS_TTL_S = 5.0
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+_METHODS = {
+    pb.VALUE_AREA_METHOD_UNSPECIFIED: VaMethod.DUAL_ROW,
+    pb.VALUE_AREA_METHOD_DUAL_ROW: VaMethod.DUAL_ROW,
+    pb.VALUE_AREA_METHOD_SINGLE_ROW: VaMethod.SINGLE_ROW,
+}
+_METHOD_PROTO = {
+    VaMethod.DUAL_ROW: pb.VALUE_AREA_METHOD_DUAL_ROW,
+    VaMethod.SINGLE_ROW: pb.VALUE_AREA_METHOD_SINGLE_ROW,
+}
+_UNITS = {
+    pb.VOLUME_UNIT_UNSPECIFIED: VolumeUnit.BASE,
+    pb.VOLUME_UNIT_BASE: VolumeUnit.BASE,
+    pb.VOLUME_UNIT_QUOTE: VolumeUnit.QUOTE,
+}
+_UNIT_PROTO = {VolumeUnit.BASE: pb.VOLUME_UNIT_BASE, VolumeUnit.QUOTE: pb.VOLUME_UNIT_QUOTE}
+
+
+class RequestError(Exception):
+    """A bad argument: INVALID_ARGUMENT with "<field>: <message>"."""
+
+    def __init__(
+        self, field_name: str, message: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT
+    ):
+        super().__init__(f"{field_name}: {message}")
+        self.code = code
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{seconds / 86400:g} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds:g} s"
+
+
+@dataclass
+class Query:
+    instruments: list[InstrumentId]
+    start: int
+    end: int
+    grid: Grid
+    row_ticks: int
+    tick: str
+    pct: Fraction
+    method: VaMethod
+    unit: VolumeUnit
+    node_window: int
+    volume_scale: int
+    anchor: int = pb.ANCHOR_UNSPECIFIED
+    session: pb.Session | None = None
+
+
+@dataclass
+class Assembled:
+    histogram: Histogram
+    minutes_with_trades: set[int] = field(default_factory=set)
+    includes_live: bool = False
+
+
+def chunk_edges(start: int, end: int) -> list[int]:
+    """Cache chunk boundaries of [start, end): whole UTC days where the range holds them, whole UTC
+    hours elsewhere, cut by the range's own start and end."""
+    edges = [start]
+    t = start
+    while t < end:
+        if t % DAY_MS == 0 and t + DAY_MS <= end:
+            t += DAY_MS
+        else:
+            t = min(end, t - t % HOUR_MS + HOUR_MS)
+        edges.append(t)
+    return edges
+
+
+def resolve_range(
+    message: pb.ProfileRange, now: int, max_range_s: float, prefix: str = "range"
+) -> tuple[int, int]:
+    """[start, end) of a ProfileRange, whole minutes (start floored, end rounded up)."""
+    has_times = bool(message.start_time_ms or message.end_time_ms)
+    chosen = [
+        n
+        for n, on in (
+            ("start/end", has_times),
+            ("timeframe", bool(message.timeframe)),
+            ("anchor", message.anchor != pb.ANCHOR_UNSPECIFIED),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise RequestError(
+            prefix, f"give one of start/end, timeframe+lookback or anchor, not {' and '.join(chosen)}"
+        )
+    if not chosen:
+        raise RequestError(prefix, "give start_time_ms/end_time_ms, timeframe+lookback or an anchor")
+    at = message.at_time_ms or now
+    back = message.sessions_back
+    if message.anchor != pb.ANCHOR_UNSPECIFIED:
+        if message.anchor == pb.ANCHOR_UTC_DAY:
+            start, end = utc_day(at)
+            start, end = start - back * 86_400_000, end - back * 86_400_000
+        elif message.anchor == pb.ANCHOR_UTC_WEEK:
+            start, end = utc_week(at)
+            start, end = start - back * 7 * 86_400_000, end - back * 7 * 86_400_000
+        elif message.anchor == pb.ANCHOR_SESSION:
+            s = message.session
+            try:
+                start, end = session_range(at, s.time_zone, s.start, s.end, back)
+            except ValueError as exc:
+                raise RequestError(f"{prefix}.session", str(exc)) from None
+        else:
+            raise RequestError(f"{prefix}.anchor", f"unknown anchor {message.anchor}")
+    elif message.timeframe:
+        if message.timeframe not in TIMEFRAMES_MS:
+            raise RequestError(
+                f"{prefix}.timeframe",
+                f"unknown timeframe {message.timeframe!r}; one of {', '.join(TIMEFRAMES_MS)}",
+            )
+        if not 1 <= message.lookback <= MAX_LOOKBACK:
+            raise RequestError(
+                f"{prefix}.lookback", f"must be within 1..{MAX_LOOKBACK}, got {message.lookback}"
+            )
+        start, end = lookback_range(at, message.timeframe, message.lookback)
+    else:
+        start, end = message.start_time_ms, message.end_time_ms
+        if start < 0:
+            raise RequestError(f"{prefix}.start_time_ms", "must be >= 0")
+        if end <= start:
+            raise RequestError(f"{prefix}.end_time_ms", f"must be after start_time_ms ({end} <= {start})")
+    start -= start % MINUTE_MS
+    end += (-end) % MINUTE_MS
+    if max_range_s and (end - start) / 1000 > max_range_s:
+        raise RequestError(
+            f"{prefix}.end_time_ms",
+            f"the range is {_duration((end - start) / 1000)}, longer than the limit of "
+            f"{_duration(max_range_s)} ({env_name('volume_profile_max_range')})",
+        )
+    return start, end
+
+
+class VolumeProfileServicer:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: StorageSource,
+        live: LiveTrades | None,
+        cache: RangeCache,
+        tick_sizes: dict[InstrumentId, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.live = live
+        self.cache = cache
+        self._ticks: dict[InstrumentId, str] = dict(tick_sizes or {})
+        self._gaps_cache: tuple[float, list[common_pb2.TradeGap]] | None = None
+        self._oldest_cache: tuple[float, dict[InstrumentId, int]] | None = None
+
+    # --- request parsing -------------------------------------------------------------------------
+
+    def _instruments(self, messages: Sequence[common_pb2.Instrument]) -> list[InstrumentId]:
+        if not messages:
+            raise RequestError("instruments", "give at least one instrument")
+        if len(messages) > MAX_INSTRUMENTS:
+            raise RequestError("instruments", f"{len(messages)} given, above the limit of {MAX_INSTRUMENTS}")
+        out: list[InstrumentId] = []
+        for index, message in enumerate(messages):
+            try:
+                instrument = InstrumentId.from_proto(message)
+            except ValueError as exc:
+                raise RequestError(f"instruments[{index}]", str(exc)) from None
+            if instrument in out:
+                raise RequestError(f"instruments[{index}]", f"{instrument.key} is given twice")
+            out.append(instrument)
+        return out
+
+    async def _tick_sizes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, str]:
+        missing = [i for i in instruments if i not in self._ticks]
+        if missing:
+            try:
+                self._ticks.update(await fetch_tick_sizes(self.settings, missing))
+            except MetadataError as exc:
+                text = str(exc)
+                for index, instrument in enumerate(instruments):
+                    if text.startswith(instrument.key + ":"):
+                        raise RequestError(f"instruments[{index}]", text) from None
+                # metadata unreachable: the row size storage wrote the instrument's bars with is its tick
+                # (storage rejects instruments it does not hold: INVALID_ARGUMENT naming them)
+                stored = await self.storage.stored_tick_sizes(missing)
+                self._ticks.update(stored)
+                if all(i in self._ticks for i in instruments):
+                    return {i: self._ticks[i] for i in instruments}
+                raise RequestError(
+                    "instruments", f"tick sizes unavailable: {text}", grpc.StatusCode.UNAVAILABLE
+                ) from None
+        return {i: self._ticks[i] for i in instruments}
+
+    async def query(self, request: Any, now: int, *, developing: bool = False) -> Query:
+        instruments = self._instruments(request.instruments)
+        if developing:
+            rng = pb.ProfileRange()
+            rng.CopyFrom(request.range)
+            if not rng.anchor and not rng.start_time_ms and not rng.timeframe:
+                rng.anchor = pb.ANCHOR_UTC_DAY
+            if rng.start_time_ms or rng.end_time_ms:
+                rng.end_time_ms = now + 1
+            start, end = resolve_range(rng, now, self.settings.volume_profile_max_range)
+        else:
+            start, end = resolve_range(request.range, now, self.settings.volume_profile_max_range)
+        params = request.parameters
+        pct = parse_pct(params.value_area_pct) if params.value_area_pct else Fraction(70)
+        if not 0 < pct <= 100:
+            raise RequestError(
+                "parameters.value_area_pct", f"must be within (0, 100], got {params.value_area_pct}"
+            )
+        if params.va_method not in _METHODS:
+            raise RequestError("parameters.va_method", f"unknown method {params.va_method}")
+        if params.volume_unit not in _UNITS:
+            raise RequestError("parameters.volume_unit", f"unknown unit {params.volume_unit}")
+        window = params.node_window or self.settings.volume_profile_node_window
+        if window % 2 == 0 or window > 101:
+            raise RequestError("parameters.node_window", f"must be odd and at most 101, got {window}")
+        ticks = await self._tick_sizes(instruments)
+        tick = max(ticks.values(), key=lambda t: to_units(t, 18))
+        decimals = max(decimals_of(t) for t in ticks.values())
+        if params.row_size:
+            if not is_plain_decimal(params.row_size) or to_units(params.row_size, 18) == 0:
+                raise RequestError(
+                    "parameters.row_size", f"must be a plain decimal > 0, got {params.row_size!r}"
+                )
+            row_size, where = params.row_size, "parameters.row_size"
+        else:
+            row_ticks = params.row_ticks or 1
+            if row_ticks > 1_000_000:
+                raise RequestError("parameters.row_ticks", f"must be within 1..1000000, got {row_ticks}")
+            grid = Grid.of(tick, decimals)
+            row_size, where = Grid(grid.row_units * row_ticks, grid.decimals).row_size, "parameters.row_ticks"
+        for instrument, own in ticks.items():
+            if not is_multiple(row_size, own):
+                raise RequestError(
+                    where,
+                    f"row size {row_size} is not a whole multiple of {instrument.key}'s tick size {own}",
+                )
+        grid = Grid.of(row_size, decimals)
+        row_ticks = grid.row_units // Grid.of(tick, grid.decimals).row_units
+        unit = _UNITS[params.volume_unit]
+        scale = 18 + (grid.decimals if unit is VolumeUnit.QUOTE else 0)
+        return Query(
+            instruments,
+            start,
+            end,
+            grid,
+            row_ticks,
+            tick,
+            pct,
+            _METHODS[params.va_method],
+            unit,
+            window,
+            scale,
+            request.range.anchor or (pb.ANCHOR_UTC_DAY if developing else pb.ANCHOR_UNSPECIFIED),
+            request.range.session if request.range.anchor == pb.ANCHOR_SESSION else None,
+        )
+
+    # --- data ------------------------------------------------------------------------------------
+
+    async def _storage_histogram(
+        self, instrument: InstrumentId, start: int, end: int, q: Query
+    ) -> tuple[Histogram, set[int]]:
+        bars = await self.storage.bars(instrument, start, end)
+        return build_histogram(bars, q.grid, q.unit, q.volume_scale), {b.start_ms for b in bars}
+
+    async def _closed_histograms(
+        self, instrument: InstrumentId, start: int, end: int, q: Query
+    ) -> list[tuple[Histogram, set[int]]]:
+        """A closed stretch as UTC-hour chunks (cached, so overlapping and rolling ranges reuse them);
+        chunks not cached come from one storage query."""
+        if not self.cache.enabled:
+            return [await self._storage_histogram(instrument, start, end, q)]
+        chunks = list(itertools.pairwise(chunk_edges(start, end)))
+        keys = [RangeCache.key(instrument.key, a, b, q.grid, q.unit.value, q.volume_scale) for a, b in chunks]
+        found: dict[int, tuple[Histogram, set[int]]] = {}
+        for index, key in enumerate(keys):
+            hit = await self.cache.get(key, q.grid, q.volume_scale)
+            if hit is not None:
+                found[index] = (hit[0], set(hit[1]))
+        missing = [i for i in range(len(chunks)) if i not in found]
+        if missing:
+            first, last = chunks[missing[0]][0], chunks[missing[-1]][1]
+            bars = await self.storage.bars(instrument, first, last)
+            by_chunk: dict[int, list[MinuteBar]] = {i: [] for i in missing}
+            starts = [a for a, _ in chunks]
+            for bar in bars:
+                index = bisect.bisect_right(starts, bar.start_ms) - 1
+                if index in by_chunk:
+                    by_chunk[index].append(bar)
+            for index, members in by_chunk.items():
+                histogram = build_histogram(members, q.grid, q.unit, q.volume_scale)
+                minutes = {b.start_ms for b in members}
+                found[index] = (histogram, minutes)
+                await self.cache.put(keys[index], histogram, sorted(minutes))
+        return [found[i] for i in range(len(chunks))]
+
+    async def assemble(self, q: Query, start: int, end: int, now: int) -> Assembled:
+        out = Assembled(Histogram(q.grid, q.volume_scale))
+        if end <= start:
+            return out
+        closed = now - now % MINUTE_MS - CLOSED_GRACE_MS
+
+        async def one(instrument: InstrumentId) -> tuple[list[tuple[Histogram, set[int]]], list[MinuteBar]]:
+            live_from = self.live.live_from(instrument, now) if self.live is not None else None
+            stored_end = end if live_from is None else max(start, min(end, live_from))
+            parts: list[tuple[Histogram, set[int]]] = []
+            # split the stored part at the closed horizon so the closed piece can be cached
+            cut = max(start, min(stored_end, closed - closed % MINUTE_MS))
+            if cut > start:
+                parts.extend(await self._closed_histograms(instrument, start, cut, q))
+            if stored_end > cut:
+                parts.append(await self._storage_histogram(instrument, cut, stored_end, q))
+            live_bars: list[MinuteBar] = []
+            if live_from is not None and self.live is not None and end > live_from:
+                live_bars = self.live.bars(instrument, max(start, live_from), end, q.tick)
+            return parts, live_bars
+
+        results = await asyncio.gather(*(one(i) for i in q.instruments))
+        for parts, live_bars in results:
+            for histogram, minutes in parts:
+                out.histogram.merge(histogram)
+                out.minutes_with_trades |= minutes
+            for bar in live_bars:
+                bar.add_to(out.histogram, q.unit)
+                out.minutes_with_trades.add(bar.start_ms)
+            if live_bars or (
+                self.live is not None
+                and any(self.live.live_from(i, now) is not None for i in q.instruments)
+                and end > now - now % MINUTE_MS
+            ):
+                out.includes_live = True
+        return out
+
+    async def _feed_gaps(self) -> list[common_pb2.TradeGap]:
+        if self.live is None:
+            return []
+        cached = self._gaps_cache
+        if cached is not None and time.monotonic() - cached[0] < GAPS_TTL_S:
+            return cached[1]
+        gaps = await self.live.feed_gaps()
+        self._gaps_cache = (time.monotonic(), gaps)
+        return gaps
+
+    async def _oldest(self, instruments: list[InstrumentId]) -> dict[InstrumentId, int]:
+        cached = self._oldest_cache
+        if (
+            cached is not None
+            and time.monotonic() - cached[0] < OLDEST_TTL_S
+            and all(i in cached[1] for i in instruments)
+        ):
+            return cached[1]
+        oldest = await self.storage.oldest_bar_ms(instruments)
+        self._oldest_cache = (time.monotonic(), oldest)
+        return oldest
+
+    async def coverage(self, q: Query, assembled: Assembled, now: int) -> pb.ProfileCoverage:
+        open_minute_end = now - now % MINUTE_MS + MINUTE_MS
+        expected_end = min(q.end, open_minute_end)
+        expected = max(0, (expected_end - q.start) // MINUTE_MS)
+        gaps: list[pb.TimeGap] = []
+        covered_from = q.start
+        oldest = await self._oldest(q.instruments)
+        for instrument in q.instruments:
+            first = oldest.get(instrument)
+            if first is None:
+                if not assembled.includes_live:
+                    gaps.append(
+                        pb.TimeGap(
+                            start_time_ms=q.start,
+                            end_time_ms=expected_end,
+                            reason=f"no stored footprints for {instrument.key}",
+                        )
+                    )
+                    covered_from = max(covered_from, expected_end)
+            elif first > q.start:
+                gap_end = min(first - first % MINUTE_MS, expected_end)
+                if gap_end > q.start:
+                    gaps.append(
+                        pb.TimeGap(
+                            start_time_ms=q.start,
+                            end_time_ms=gap_end,
+                            reason=f"before the oldest stored footprint of {instrument.key}",
+                        )
+                    )
+                    covered_from = max(covered_from, gap_end)
+        for gap in await self._feed_gaps():
+            try:
+                instrument = InstrumentId.from_proto(gap.instrument)
+            except ValueError:
+                continue
+            if instrument in q.instruments and gap.from_time_ms < q.end and gap.to_time_ms > q.start:
+                state = "being repaired" if gap.state == common_pb2.GAP_STATE_REPAIRING else "unrepaired"
+                missing = f", {gap.missing_trades} trades missing" if gap.missing_trades else ""
+                gaps.append(
+                    pb.TimeGap(
+                        start_time_ms=max(q.start, gap.from_time_ms),
+                        end_time_ms=min(q.end, gap.to_time_ms),
+                        reason=f"{instrument.key}: trade-id gap {state} (collector){missing}",
+                    )
+                )
+        if q.end > open_minute_end:
+            gaps.append(pb.TimeGap(start_time_ms=open_minute_end, end_time_ms=q.end, reason="in the future"))
+        covered = max(0, (expected_end - covered_from) // MINUTE_MS)
+        return pb.ProfileCoverage(
+            minutes_expected=expected,
+            minutes_covered=covered,
+            minutes_with_trades=len({m for m in assembled.minutes_with_trades if q.start <= m < q.end}),
+            known_gaps=gaps,
+            partial=bool(gaps) or covered < expected,
+            includes_live=assembled.includes_live,
+        )
+
+    # --- output ----------------------------------------------------------------------------------
+
+    def _check_rows(self, q: Query, histogram: Histogram) -> None:
+        rows = row_count(histogram.rows, q.grid.row_units)
+        limit = self.settings.volume_profile_max_rows
+        if rows > limit:
+            raise RequestError(
+                "parameters.row_ticks",
+                f"the profile would have {rows} rows (row size {q.grid.row_size}), above the limit of "
+                f"{limit} ({env_name('volume_profile_max_rows')}); use a larger row size",
+            )
+
+    @staticmethod
+    def echo(q: Query) -> pb.EchoedParameters:
+        return pb.EchoedParameters(
+            instruments=[i.to_proto() for i in q.instruments],
+            start_time_ms=q.start,
+            end_time_ms=q.end,
+            row_size=q.grid.row_size,
+            row_ticks=q.row_ticks,
+            tick_size=q.tick,
+            value_area_pct=format_scaled(q.pct.numerator * 10**6 // q.pct.denominator, 6),
+            va_method=_METHOD_PROTO[q.method],
+            volume_unit=_UNIT_PROTO[q.unit],
+            node_window=q.node_window,
+        )
+
+    @staticmethod
+    def to_proto(profile: Profile, include_rows: bool = True) -> pb.VolumeProfile:
+        vol = profile.volume
+        rows = profile.rows
+        message = pb.VolumeProfile(
+            poc=profile.price(profile.poc),
+            value_area_high=profile.price(profile.va_high),
+            value_area_low=profile.price(profile.va_low),
+            total_volume=vol(profile.total),
+            buy_volume=vol(profile.buy),
+            sell_volume=vol(profile.sell),
+            delta=vol(profile.buy - profile.sell),
+            value_area_volume=vol(profile.va_volume),
+            value_area_share=share_text(profile.value_area_share),
+            high_volume_nodes=[
+                pb.VolumeNode(price=profile.price(i), total_volume=vol(rows[i].total)) for i in profile.hvn
+            ],
+            low_volume_nodes=[
+                pb.VolumeNode(price=profile.price(i), total_volume=vol(rows[i].total)) for i in profile.lvn
+            ],
+        )
+        if include_rows:
+            price = profile.grid.price
+            add = message.rows.add
+            for r in rows:
+                buy, sell = r.buy, r.sell
+                if buy or sell:
+                    add(
+                        price=price(r.price_units),
+                        buy_volume=vol(buy),
+                        sell_volume=vol(sell),
+                        total_volume=vol(buy + sell),
+                        delta=vol(buy - sell),
+                    )
+                else:
+                    add(
+                        price=price(r.price_units),
+                        buy_volume="0",
+                        sell_volume="0",
+                        total_volume="0",
+                        delta="0",
+                    )
+        return message
+
+    async def compute(self, q: Query, now: int) -> tuple[Profile, Assembled]:
+        assembled = await self.assemble(q, q.start, q.end, now)
+        self._check_rows(q, assembled.histogram)
+        return compute_profile(assembled.histogram, q.pct, q.method, q.node_window), assembled
+
+    # --- naked POCs --------------------------------------------------------------------------------
+
+    def _session_bounds(self, q: Query, now: int, back: int) -> tuple[int, int]:
+        at = min(q.start, now)
+        if q.anchor == pb.ANCHOR_UTC_WEEK:
+            s, e = utc_week(at)
+            return s - back * 7 * 86_400_000, e - back * 7 * 86_400_000
+        if q.anchor == pb.ANCHOR_SESSION and q.session is not None:
+            return session_range(at, q.session.time_zone, q.session.start, q.session.end, back)
+        s, e = utc_day(at)
+        return s - back * 86_400_000, e - back * 86_400_000
+
+    async def naked_pocs(self, q: Query, now: int, sessions: int) -> list[pb.NakedPoc]:
+        """POCs of the `sessions` sessions before the one holding the range's start that no trade
+        from the session's end until now has touched (touched: a trade in the POC's row)."""
+        bounds = [self._session_bounds(q, now, back) for back in range(1, sessions + 1)]
+        bounds = [(s, e) for s, e in bounds if e <= now]
+        if not bounds:
+            return []
+        # histograms of each session and of the stretches between consecutive session ends
+        points = sorted({p for s, e in bounds for p in (s, e)} | {now - now % MINUTE_MS + MINUTE_MS})
+        segments: dict[tuple[int, int], Histogram] = {}
+        for a, b in itertools.pairwise(points):
+            segments[(a, b)] = (await self.assemble(q, a, b, now)).histogram
+        out: list[pb.NakedPoc] = []
+        for s, e in bounds:  # newest first
+            histogram = Histogram(q.grid, q.volume_scale)
+            for (a, b), part in segments.items():
+                if s <= a and b <= e:
+                    histogram.merge(part)
+            profile = compute_profile(histogram, q.pct, q.method, q.node_window)
+            if profile.poc < 0:
+                continue
+            poc_units = profile.rows[profile.poc].price_units
+            touched = any(
+                a >= e and (row := part.rows.get(poc_units)) is not None and (row[0] or row[1])
+                for (a, _), part in segments.items()
+            )
+            if not touched:
+                out.append(
+                    pb.NakedPoc(
+                        price=profile.price(profile.poc), session_start_time_ms=s, session_end_time_ms=e
+                    )
+                )
+        return out
+
+    # --- RPCs --------------------------------------------------------------------------------------
+
+    async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+        if isinstance(exc, RequestError):
+            await context.abort(exc.code, str(exc))
+        if isinstance(exc, grpc.aio.AioRpcError):
+            details = exc.details() or ""
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"instruments: storage: {details}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc.code().name}: {details}")
+        if isinstance(exc, ValueError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"parameters: {exc}")
+        raise exc
+
+    async def GetVolumeProfile(
+        self, request: pb.GetVolumeProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetVolumeProfileResponse:
+        now = now_ms()
+        try:
+            q = await self.query(request, now)
+            profile, assembled = await self.compute(q, now)
+            coverage = await self.coverage(q, assembled, now)
+        except (RequestError, grpc.aio.AioRpcError, ValueError) as exc:
+            await self._fail(context, exc)
+            raise
+        return pb.GetVolumeProfileResponse(
+            profile=self.to_proto(profile), parameters=self.echo(q), coverage=coverage
+        )
+
+    async def GetVolumeProfileLevels(
+        self, request: pb.GetVolumeProfileLevelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetVolumeProfileLevelsResponse:
+        now = now_ms()
+        try:
+            q = await self.query(request, now)
+            sessions = request.naked_poc_sessions or self.settings.volume_profile_naked_poc_sessions
+            if sessions > 366:
+                raise RequestError("naked_poc_sessions", f"must be at most 366, got {sessions}")
+            profile, assembled = await self.compute(q, now)
+            coverage = await self.coverage(q, assembled, now)
+            naked = await self.naked_pocs(q, now, sessions)
+        except (RequestError, grpc.aio.AioRpcError, ValueError) as exc:
+            await self._fail(context, exc)
+            raise
+        levels = self.to_proto(profile, include_rows=False)
+        return pb.GetVolumeProfileLevelsResponse(
+            poc=levels.poc,
+            value_area_high=levels.value_area_high,
+            value_area_low=levels.value_area_low,
+            high_volume_nodes=levels.high_volume_nodes,
+            low_volume_nodes=levels.low_volume_nodes,
+            naked_pocs=naked,
+            parameters=self.echo(q),
+            coverage=coverage,
+        )
+
+    async def StreamVolumeProfile(
+        self, request: pb.StreamVolumeProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.StreamVolumeProfileResponse]:
+        now = now_ms()
+        try:
+            if request.interval_ms and request.interval_ms < MIN_INTERVAL_MS:
+                raise RequestError(
+                    "interval_ms", f"must be 0 or >= {MIN_INTERVAL_MS}, got {request.interval_ms}"
+                )
+            q = await self.query(request, now, developing=True)
+        except (RequestError, grpc.aio.AioRpcError, ValueError) as exc:
+            await self._fail(context, exc)
+            raise
+        bar_close = False
+        while True:
+            now = now_ms()
+            try:
+                if q.end <= now - now % MINUTE_MS and request.range.anchor:
+                    q = await self.query(request, now, developing=True)  # the next session began
+                profile, assembled = await self.compute(q, now)
+                coverage = await self.coverage(q, assembled, now)
+            except (RequestError, grpc.aio.AioRpcError, ValueError) as exc:
+                await self._fail(context, exc)
+                raise
+            yield pb.StreamVolumeProfileResponse(
+                as_of_time_ms=now,
+                bar_close=bar_close,
+                profile=self.to_proto(profile, include_rows=request.include_rows),
+                parameters=self.echo(q),
+                coverage=coverage,
+            )
+            next_close = now - now % MINUTE_MS + MINUTE_MS
+            wake = next_close
+            if request.interval_ms:
+                wake = min(wake, now + request.interval_ms)
+            await asyncio.sleep(max(0.0, (wake - now_ms()) / 1000))
+            bar_close = wake == next_close
+
+
+def add_volume_profile_service(servicer: VolumeProfileServicer, server: grpc.aio.Server) -> None:
+    pb_grpc.add_VolumeProfileServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
