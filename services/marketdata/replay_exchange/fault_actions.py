@@ -7,8 +7,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from marketdata.core.instruments import InstrumentId
 from marketdata.replay_exchange import binance
 from marketdata.replay_exchange.faults import MALFORMED_VARIANTS, FaultSpec
+from marketdata.replay_exchange.generator import InstrumentWalk
 from marketdata.replay_exchange.malformed import bad_frame
 from marketdata.replay_exchange.peers import Peer, ws_frame
 from marketdata.replay_exchange.state import ReplayState
@@ -148,6 +150,30 @@ def _book(state: ReplayState, spec: FaultSpec) -> dict[str, Any]:
     return {"instruments": applied}
 
 
+def _walks(state: ReplayState, spec: FaultSpec) -> list[tuple[InstrumentId, InstrumentWalk]]:
+    generator = state.generator
+    if generator is None:
+        return []  # recordings only: nothing synthetic to delay or move
+    markets = spec.markets()
+    return [
+        (instrument, slot.walk)
+        for instrument, slot in generator.slots.items()
+        if (spec.instrument is None and instrument.market in markets) or instrument == spec.instrument
+    ]
+
+
+def _lag(state: ReplayState, spec: FaultSpec) -> dict[str, Any]:
+    walks = _walks(state, spec)
+    for _, walk in walks:
+        walk.lag_ms = int(spec.seconds * 1000)
+    return {"instruments": [i.key for i, _ in walks], "lag_ms": int(spec.seconds * 1000)}
+
+
+def _drift(state: ReplayState, spec: FaultSpec) -> dict[str, Any]:
+    walks = _walks(state, spec)
+    return {"instruments": [i.key for i, _ in walks], "ticks": [walk.drift(spec.bps) for _, walk in walks]}
+
+
 _ACTIONS = {
     "drop": _drop,
     "skip": _skip,
@@ -162,4 +188,6 @@ _ACTIONS = {
     "book_malformed": _book,
     "book_reset": _book,
     "stale_snapshot": _book,
+    "lag": _lag,
+    "drift": _drift,
 }

@@ -36,6 +36,11 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "book_malformed": ("market", "exchange", "instrument", "count", "variant"),
     "book_reset": ("market", "instrument", "count"),
     "stale_snapshot": ("market", "instrument", "count"),
+    # Synthetic trades (and so books) of the chosen instruments: `lag` stamps them `seconds` in the
+    # past (an exchange feed running late; 0 ends it); `drift` moves their price walk by `bps`
+    # (cumulative; negative moves down), so they diverge from the same symbol elsewhere.
+    "lag": ("market", "exchange", "instrument", "seconds"),
+    "drift": ("market", "exchange", "instrument", "bps"),
 }
 _SCHEDULE = ("at", "every", "times")
 FAULT_KINDS = tuple(_OPTIONS)
@@ -55,6 +60,7 @@ class FaultSpec:
     status: int = 429
     retry_after: int = 1
     message: str = ""  # reject: the error text instead of the exchange's usual one
+    bps: float = 0.0  # drift: how far to move the price walk, basis points
     at: float | None = None  # seconds after the server started; None: at once
     every: float | None = None  # repeat period in seconds
     times: int | None = None  # number of repeats with `every` (None: until stopped)
@@ -138,6 +144,13 @@ def _convert(kind: str, key: str, raw: Any) -> Any:
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError(f"must be a whole number, got {raw!r}")
             return int(raw)
+        if key == "bps":
+            if isinstance(raw, bool):
+                raise ValueError(f"must be a number of basis points, got {raw!r}")
+            number = float(raw)
+            if not math.isfinite(number) or abs(number) >= 10_000:
+                raise ValueError(f"must be a number of basis points within (-10000, 10000), got {raw!r}")
+            return number
         if key in ("seconds", "at", "every"):
             if isinstance(raw, bool):
                 raise ValueError(f"must be a number of seconds, got {raw!r}")

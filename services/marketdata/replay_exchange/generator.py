@@ -43,6 +43,7 @@ class InstrumentWalk:
         self.next_spot_id = rng.randrange(2 * 10**18, 3 * 10**18)  # Bybit spot: rising, not consecutive
         self.seq = rng.randrange(10**10, 10**11)  # Bybit cross sequence
         self.previous_ticks = self.price_ticks
+        self.lag_ms = 0  # `lag` fault: trades are stamped this far in the past
         self.tick_units = spec.tick_units
         self.step_units = spec.step_units
         self.price_decimals = spec.price_decimals
@@ -58,6 +59,7 @@ class InstrumentWalk:
         linear = self.market == MarketKey.BYBIT_LINEAR
         bybit_spot = self.market == MarketKey.BYBIT_SPOT
         out: list[Trade] = []
+        time_ms -= self.lag_ms
         price_ticks = self.price_ticks
         is_buy = self.is_buy
         seq = self.seq
@@ -89,6 +91,13 @@ class InstrumentWalk:
         self.is_buy = is_buy
         self.seq = seq
         return out
+
+    def drift(self, bps: float) -> int:
+        """Move the walk (and the level it reverts to) by `bps`; returns the move in ticks."""
+        ticks = round(self.start_ticks * bps / 10_000)
+        self.start_ticks = max(1, self.start_ticks + ticks)
+        self.price_ticks = max(1, self.price_ticks + ticks)
+        return ticks
 
     def _tick_direction(self, price_ticks: int) -> str:
         # Bybit `L`: compare with the previous trade; unchanged prints keep the last direction.

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import aiohttp
 import grpc
 import pytest
 
-from marketdata.core.instruments import InstrumentId
+from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.replay_exchange.config import ReplayConfig
 from marketdata.v1 import collector_service_pb2 as collector_pb2
 from marketdata.v1 import order_book_pb2
@@ -233,3 +234,67 @@ async def test_unknown_composites_are_invalid_argument_naming_what_is_collected(
         assert response.failover.composite == "best:BTCUSDT"
         assert response.failover.selected.symbol == "BTCUSDT" and response.failover.switches
         assert response.view.book.instrument == response.failover.selected
+
+
+async def test_lagging_feed_shows_in_latency_score_and_reason_then_recovers() -> None:
+    async with running_stack(
+        replay(TWO, rate=150), TWO, health_window_s="10", book_instruments="none"
+    ) as stack:
+        monitor = stack.service.collector.health
+        monitor.tick_s = 0.2
+        await stack.wait_for(
+            lambda: all(s.result.score == 100 for s in monitor.feeds.values()), 15, "healthy"
+        )
+        await fault(stack, kind="lag", market="bybit-spot", seconds=3)
+        await stack.wait_for(
+            lambda: feed_health_now(monitor, "bybit-spot").latency_p50_ms >= 2500,
+            10,
+            "the lag in bybit-spot's latency",
+        )
+        lagging = feed_health(await stack.status(), "bybit-spot")
+        assert lagging.score < 100 and lagging.reason.startswith("exchange latency p50")
+        # trade-time alignment against the other exchange shows the feed running seconds behind
+        assert lagging.divergences[0].trade_time_offset_ms <= -2500
+        assert feed_health(await stack.status(), "binance-spot").score == 100  # the other feed is unaffected
+        await fault(stack, kind="lag", market="bybit-spot", seconds=0)
+        await stack.wait_for(lambda: health_of(stack, "bybit-spot").score == 100, 20, "recovery")
+
+
+async def test_drifting_prices_are_flagged_on_both_feeds_and_recover() -> None:
+    async with running_stack(
+        replay(TWO, rate=150), TWO, divergence_window_s="3", book_instruments="none"
+    ) as stack:
+        monitor = stack.service.collector.health
+        monitor.tick_s = 0.2
+        await stack.wait_for(
+            lambda: all(s.result.score == 100 for s in monitor.feeds.values()), 15, "healthy"
+        )
+        await fault(stack, kind="drift", market="bybit-spot", bps=300)
+        await stack.wait_for(
+            lambda: all(d.flagged for d in feed_health_now(monitor, "bybit-spot").divergences),
+            10,
+            "the divergence to be flagged",
+        )
+        status = await stack.status()
+        for name in ("bybit-spot", "binance-spot"):
+            health = feed_health(status, name)
+            (divergence,) = health.divergences
+            assert divergence.flagged and divergence.last_trade_bps > 100
+            assert health.score < 100 and any(p.startswith("divergence=") for p in health.penalties)
+        text = await metrics(stack)
+        assert "marketdata_collector_divergence_flagged" in text
+        await fault(stack, kind="drift", market="bybit-spot", bps=-300)
+        await stack.wait_for(
+            lambda: not any(d.flagged for d in feed_health_now(monitor, "bybit-spot").divergences),
+            15,
+            "the divergence to clear",
+        )
+
+
+def feed_health(status: collector_pb2.GetFeedStatusResponse, name: str) -> collector_pb2.FeedHealth:
+    return next(f for f in status.feeds if f.feed == name).health
+
+
+def feed_health_now(monitor: Any, name: str) -> collector_pb2.FeedHealth:
+    health: collector_pb2.FeedHealth = monitor.feed_health(MarketKey.parse(name), time.time_ns())
+    return health
