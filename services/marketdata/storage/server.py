@@ -28,7 +28,9 @@ from marketdata.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-HEALTH_INTERVAL_S = 5.0
+# Health follows a failed commit within a second; the store itself is probed only after 5 s idle
+# (Store.probe), so a store that recovers (space freed) goes back to SERVING on its own.
+HEALTH_INTERVAL_S = 1.0
 STATS_INTERVAL_S = 15.0
 
 
