@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import sys
 from pathlib import Path
 
 import orjson
@@ -16,51 +13,19 @@ from marketdata.replay_exchange.config import RecordingSource, ReplayConfig
 from marketdata.replay_exchange.server import running_replay_exchange
 
 from ..collector.conftest import running_stack
+from .processes import run_marketdata, running_up, up_env
 
 INSTRUMENTS = "binance-spot:BTCUSDT,binance-futures:BTCUSDT,bybit-spot:BTCUSDT,bybit-linear:BTCUSDT"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def _marketdata(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "marketdata.cli.main", *args,
-        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-async def test_up_replay_then_tail_json_prints_normalized_trades() -> None:
-    ports = {name: _free_port() for name in ("collector", "metrics", "replay")}
-    env = {
-        "MARKETDATA_INSTRUMENTS": INSTRUMENTS,
-        "MARKETDATA_COLLECTOR_PORT": str(ports["collector"]),
-        "MARKETDATA_COLLECTOR_METRICS_PORT": str(ports["metrics"]),
-        "MARKETDATA_COLLECTOR_ADDR": f"127.0.0.1:{ports['collector']}",
-        "MARKETDATA_REPLAY_PORT": str(ports["replay"]),
-    }
-    up = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "marketdata.cli.main", "up", "--replay", "--replay-rate", "50",
-        env={**os.environ, **env}, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert up.stderr is not None
-        banner = b""
-        while b"Ctrl-C" not in banner:
-            line = await asyncio.wait_for(up.stderr.readline(), 30)
-            assert line, f"`marketdata up` ended early: {banner.decode()}"
-            banner += line
-        text = banner.decode()
+async def test_up_replay_then_tail_json_prints_normalized_trades(tmp_path: Path) -> None:
+    env = up_env(tmp_path, instruments=INSTRUMENTS)
+    ports = {"collector": env["MARKETDATA_COLLECTOR_PORT"]}
+    async with running_up(env, "--replay", "--replay-rate", "50") as text:
         assert "replay-exchange" in text and "collector" in text
         assert f"grpc 127.0.0.1:{ports['collector']}" in text
 
-        code, out, err = await _marketdata("tail", "trades", "--json", "--limit", "40", env=env)
+        code, out, err = await run_marketdata("tail", "trades", "--json", "--limit", "40", env=env)
         assert code == 0, err
         records = [orjson.loads(line) for line in out.splitlines()]
         assert len(records) == 40
@@ -82,7 +47,7 @@ async def test_up_replay_then_tail_json_prints_normalized_trades() -> None:
             InstrumentId.parse(record["instrument"])
         assert {r["exchange"] for r in records} <= {"binance", "bybit"}
 
-        code, out, _ = await _marketdata(
+        code, out, _ = await run_marketdata(
             "tail", "trades", "--instrument", "bybit-spot:BTCUSDT", "--limit", "3", env=env
         )
         assert (
@@ -91,22 +56,19 @@ async def test_up_replay_then_tail_json_prints_normalized_trades() -> None:
             and all("bybit-spot:BTCUSDT" in x for x in out.splitlines())
         )
 
-        code, _, err = await _marketdata(
+        code, _, err = await run_marketdata(
             "tail", "trades", "--instrument", "bybit-spot:NOPE", "--limit", "1", env=env
         )
         assert code == 1 and "bybit-spot:NOPE is not collected" in err
-    finally:
-        up.terminate()
-        assert await asyncio.wait_for(up.wait(), 20) == 0
 
 
 async def test_bad_configuration_stops_start_up_naming_the_entry() -> None:
     env = {"MARKETDATA_INSTRUMENTS": "binance-spot:BTCUSDT,bitstamp:BTCUSD"}
-    code, _, err = await _marketdata("serve", "collector", env=env)
+    code, _, err = await run_marketdata("serve", "collector", env=env)
     assert code == 2
     assert "MARKETDATA_INSTRUMENTS: entry 2 ('bitstamp:BTCUSD'): unknown market 'bitstamp'" in err
 
-    code, _, err = await _marketdata(
+    code, _, err = await run_marketdata(
         "serve", "collector", env={"MARKETDATA_BYBIT_WS_URL": "stream.bybit.com"}
     )
     assert code == 2 and "MARKETDATA_BYBIT_WS_URL" in err
@@ -127,7 +89,7 @@ async def test_record_then_replay_reproduces_the_same_trades(tmp_path: Path) -> 
         for name in ("BINANCE_SPOT", "BINANCE_FUTURES", "BYBIT"):
             env[f"MARKETDATA_{name}_WS_URL"] = exchange.ws_url
             env[f"MARKETDATA_{name}_REST_URL"] = exchange.http_url
-        code, _, err = await _marketdata("record", "-o", str(capture), "--duration", "3", env=env)
+        code, _, err = await run_marketdata("record", "-o", str(capture), "--duration", "3", env=env)
         assert code == 0, err
         recorded = {k: [str(t.trade_id) for t in exchange.state.tapes[InstrumentId.parse(k)].all() if t.sent]
                     for k in instruments.split(",")}  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -11,10 +10,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from marketdata.collector.collector import Collector
 from marketdata.collector.service import SERVICE_NAME, CollectorServicer, add_collector_service
 from marketdata.core.config import Settings
-from marketdata.core.grpc_server import GrpcServer, ServiceRegistration, build_server, serve_until_signal
-from marketdata.core.logging import configure_logging
+from marketdata.core.grpc_server import GrpcServer, ServiceRegistration, build_server
 from marketdata.core.metrics import MetricsServer, create_registry, start_metrics_server
-from marketdata.core.tracing import configure_tracing, shutdown_tracing
+from marketdata.core.service_runner import run_service
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +26,9 @@ class CollectorService:
     async def stop(self, grace: float = 5.0) -> None:
         # Health goes NOT_SERVING and streams get `grace` to finish before the feeds stop.
         await self.grpc.stop(grace)
+        await self.stop_background()
+
+    async def stop_background(self) -> None:
         await self.collector.stop()
         await self.metrics.stop()
 
@@ -58,12 +59,6 @@ async def start_collector_service(
 
 async def run_collector(settings: Settings) -> None:
     """`marketdata serve collector`: run until SIGINT/SIGTERM."""
-    configure_logging("collector", settings.log_level, settings.log_format)
-    provider = configure_tracing("marketdata-collector")
-    service = await start_collector_service(settings, tracer_provider=provider)
-    try:
-        await serve_until_signal(service.grpc)
-    finally:
-        await service.collector.stop()
-        await service.metrics.stop()
-        await asyncio.to_thread(shutdown_tracing, provider)
+    await run_service(
+        "collector", settings, lambda provider: start_collector_service(settings, tracer_provider=provider)
+    )

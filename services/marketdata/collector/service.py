@@ -19,6 +19,7 @@ from marketdata.collector.books.metrics import add_book_status
 from marketdata.collector.books.views import DEFAULT_DEPTH, DEPTHS
 from marketdata.collector.collector import Collector
 from marketdata.collector.health.failover import Composite, CompositeSubscription, resolve
+from marketdata.core.grpc_server import add_servicer
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import collector_service_pb2 as collector_pb2
 from marketdata.v1 import collector_service_pb2_grpc as collector_grpc
@@ -216,32 +217,9 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
 
 def add_collector_service(servicer: CollectorServicer, server: grpc.aio.Server) -> None:
     """Like the generated add_CollectorServiceServicer_to_server, but StreamTrades sends raw bytes."""
-    handlers = {
-        "StreamTrades": grpc.unary_stream_rpc_method_handler(
-            servicer.StreamTrades,
-            request_deserializer=collector_pb2.StreamTradesRequest.FromString,
-            response_serializer=None,
-        ),
-        "GetFeedStatus": grpc.unary_unary_rpc_method_handler(
-            servicer.GetFeedStatus,
-            request_deserializer=collector_pb2.GetFeedStatusRequest.FromString,
-            response_serializer=collector_pb2.GetFeedStatusResponse.SerializeToString,
-        ),
-        "ListInstruments": grpc.unary_unary_rpc_method_handler(
-            servicer.ListInstruments,
-            request_deserializer=collector_pb2.ListInstrumentsRequest.FromString,
-            response_serializer=collector_pb2.ListInstrumentsResponse.SerializeToString,
-        ),
-        "GetOrderBook": grpc.unary_unary_rpc_method_handler(
-            servicer.GetOrderBook,
-            request_deserializer=collector_pb2.GetOrderBookRequest.FromString,
-            response_serializer=collector_pb2.GetOrderBookResponse.SerializeToString,
-        ),
-        "StreamOrderBook": grpc.unary_stream_rpc_method_handler(
-            servicer.StreamOrderBook,
-            request_deserializer=collector_pb2.StreamOrderBookRequest.FromString,
-            response_serializer=collector_pb2.StreamOrderBookResponse.SerializeToString,
-        ),
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+    add_servicer(
+        servicer,
+        server,
+        collector_pb2.DESCRIPTOR.services_by_name["CollectorService"],
+        frozenset({"StreamTrades"}),
+    )

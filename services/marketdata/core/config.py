@@ -115,6 +115,15 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """A duration for messages, in the units the settings take ("31 d", "12 h", "90 s")."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{seconds / 86400:g} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds:g} s"
+
+
 def _non_negative_int(text: str) -> int:
     value: int = _number(text, int)
     if value < 0:

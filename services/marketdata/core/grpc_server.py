@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from grpc_health.v1.health import aio as health_aio
@@ -418,3 +420,37 @@ async def abort_invalid_argument(
     """End the RPC with INVALID_ARGUMENT and details "<field>: <message>" (invariant 7: name the field)."""
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}")
     raise AssertionError("unreachable: context.abort() raises")  # abort() is typed as returning
+
+
+_HANDLER_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def add_servicer(
+    servicer: object,
+    server: grpc.aio.Server,
+    service: ServiceDescriptor,
+    raw_responses: frozenset[str] = frozenset(),
+) -> None:
+    """Register `servicer` for every method of `service`, like the generated add_*_to_server.
+
+    Methods named in `raw_responses` yield bytes that are already the serialized response (a batch
+    serialized once for every subscriber, stored bars framed as they are), so grpc sends them as they
+    are instead of serializing again.
+    """
+    handlers = {}
+    for method in service.methods:
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        factory = _HANDLER_FACTORIES[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = factory(
+            getattr(servicer, method.name),
+            request_deserializer=request.FromString,
+            response_serializer=None if method.name in raw_responses else response.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)

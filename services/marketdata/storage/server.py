@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from opentelemetry.sdk.trace import TracerProvider
 
 from marketdata.core.config import Settings
-from marketdata.core.grpc_server import GrpcServer, ServiceRegistration, build_server, serve_until_signal
+from marketdata.core.grpc_server import GrpcServer, ServiceRegistration, build_server
 from marketdata.core.instrument_meta import fetch_tick_sizes
 from marketdata.core.instruments import InstrumentId
-from marketdata.core.logging import configure_logging
 from marketdata.core.metrics import MetricsServer, create_registry, start_metrics_server
-from marketdata.core.tracing import configure_tracing, shutdown_tracing
+from marketdata.core.service_runner import run_service
 from marketdata.storage.backends import describe, open_backend, storage_uri
 from marketdata.storage.backends.base import ChangedBar
 from marketdata.storage.cache import FootprintCache
@@ -159,11 +158,6 @@ async def start_storage_service(
 
 async def run_storage(settings: Settings) -> None:
     """`marketdata serve storage`: run until SIGINT/SIGTERM."""
-    configure_logging("storage", settings.log_level, settings.log_format)
-    provider = configure_tracing("marketdata-storage")
-    service = await start_storage_service(settings, tracer_provider=provider)
-    try:
-        await serve_until_signal(service.grpc)
-    finally:
-        await service.stop_background()
-        await asyncio.to_thread(shutdown_tracing, provider)
+    await run_service(
+        "storage", settings, lambda provider: start_storage_service(settings, tracer_provider=provider)
+    )

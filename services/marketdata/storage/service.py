@@ -15,7 +15,8 @@ from typing import Any
 
 import grpc
 
-from marketdata.core.config import Settings, env_name
+from marketdata.core.config import Settings, env_name, format_duration
+from marketdata.core.grpc_server import add_servicer
 from marketdata.core.instruments import InstrumentId
 from marketdata.core.wire import length_delimited
 from marketdata.storage.backends.base import InvalidBatch, StoredBar, StoreUnavailable, TradeWrite
@@ -40,14 +41,6 @@ class RequestError(Exception):
 
 def _invalid(message: str) -> RequestError:
     return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 86400 and seconds % 86400 == 0:
-        return f"{seconds / 86400:g} d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:g} h"
-    return f"{seconds:g} s"
 
 
 def _page_token(index: int, cursor: tuple[int, int] | None) -> str:
@@ -108,8 +101,8 @@ class StorageServicer:
             raise _invalid(f"end_time_ms: must be after start_time_ms ({end} <= {start})")
         if limit_s and (end - start) / 1000 > limit_s:
             raise _invalid(
-                f"end_time_ms: the range is {_duration((end - start) / 1000)}, longer than the limit of "
-                f"{_duration(limit_s)} ({env_name(setting)})"
+                f"end_time_ms: the range is {format_duration((end - start) / 1000)}, longer than the limit of "
+                f"{format_duration(limit_s)} ({env_name(setting)})"
             )
 
     def _limit(self, limit: int) -> int:
@@ -464,43 +457,9 @@ class StorageServicer:
 
 def add_storage_service(servicer: StorageServicer, server: grpc.aio.Server) -> None:
     """Like the generated add_StorageServiceServicer_to_server, but the query streams send raw bytes."""
-    pb = storage_pb2
-    handlers = {
-        "WriteTrades": grpc.stream_stream_rpc_method_handler(
-            servicer.WriteTrades,
-            request_deserializer=pb.WriteTradesRequest.FromString,
-            response_serializer=pb.WriteTradesResponse.SerializeToString,
-        ),
-        "QueryTrades": grpc.unary_stream_rpc_method_handler(
-            servicer.QueryTrades,
-            request_deserializer=pb.QueryTradesRequest.FromString,
-            response_serializer=None,
-        ),
-        "WriteBookSnapshots": grpc.stream_stream_rpc_method_handler(
-            servicer.WriteBookSnapshots,
-            request_deserializer=pb.WriteBookSnapshotsRequest.FromString,
-            response_serializer=pb.WriteBookSnapshotsResponse.SerializeToString,
-        ),
-        "QueryBookSnapshots": grpc.unary_stream_rpc_method_handler(
-            servicer.QueryBookSnapshots,
-            request_deserializer=pb.QueryBookSnapshotsRequest.FromString,
-            response_serializer=pb.QueryBookSnapshotsResponse.SerializeToString,
-        ),
-        "QueryFootprints": grpc.unary_stream_rpc_method_handler(
-            servicer.QueryFootprints,
-            request_deserializer=pb.QueryFootprintsRequest.FromString,
-            response_serializer=None,
-        ),
-        "GetStorageStats": grpc.unary_unary_rpc_method_handler(
-            servicer.GetStorageStats,
-            request_deserializer=pb.GetStorageStatsRequest.FromString,
-            response_serializer=pb.GetStorageStatsResponse.SerializeToString,
-        ),
-        "ApplyRetention": grpc.unary_unary_rpc_method_handler(
-            servicer.ApplyRetention,
-            request_deserializer=pb.ApplyRetentionRequest.FromString,
-            response_serializer=pb.ApplyRetentionResponse.SerializeToString,
-        ),
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+    add_servicer(
+        servicer,
+        server,
+        storage_pb2.DESCRIPTOR.services_by_name["StorageService"],
+        frozenset({"QueryTrades", "QueryFootprints"}),
+    )

@@ -3,7 +3,6 @@ collector's live trades."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -14,11 +13,10 @@ from prometheus_client.registry import Collector
 
 from marketdata.core.config import ConfigError, Settings
 from marketdata.core.grpc_client import create_channel
-from marketdata.core.grpc_server import GrpcServer, ServiceRegistration, build_server, serve_until_signal
+from marketdata.core.grpc_server import GrpcServer, ServiceRegistration, build_server
 from marketdata.core.instruments import InstrumentId
-from marketdata.core.logging import configure_logging
 from marketdata.core.metrics import MetricsServer, create_registry, start_metrics_server
-from marketdata.core.tracing import configure_tracing, shutdown_tracing
+from marketdata.core.service_runner import run_service
 from marketdata.volume_profile.cache import RangeCache
 from marketdata.volume_profile.data import LiveTrades, StorageSource
 from marketdata.volume_profile.service import SERVICE_NAME, VolumeProfileServicer, add_volume_profile_service
@@ -141,11 +139,8 @@ async def start_volume_profile_service(
 
 async def run_volume_profile(settings: Settings) -> None:
     """`marketdata serve volume-profile`: run until SIGINT/SIGTERM."""
-    configure_logging("volume-profile", settings.log_level, settings.log_format)
-    provider = configure_tracing("marketdata-volume-profile")
-    service = await start_volume_profile_service(settings, tracer_provider=provider)
-    try:
-        await serve_until_signal(service.grpc)
-    finally:
-        await service.stop_background()
-        await asyncio.to_thread(shutdown_tracing, provider)
+    await run_service(
+        "volume-profile",
+        settings,
+        lambda provider: start_volume_profile_service(settings, tracer_provider=provider),
+    )

@@ -35,7 +35,7 @@ from marketdata.core.analytics.timeframes import (
     utc_day,
     utc_week,
 )
-from marketdata.core.config import Settings, env_name
+from marketdata.core.config import Settings, env_name, format_duration
 from marketdata.core.instrument_meta import MetadataError, fetch_tick_sizes
 from marketdata.core.instruments import InstrumentId
 from marketdata.v1 import common_pb2
@@ -80,14 +80,6 @@ class RequestError(Exception):
     ):
         super().__init__(f"{field_name}: {message}")
         self.code = code
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 86400 and seconds % 86400 == 0:
-        return f"{seconds / 86400:g} d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:g} h"
-    return f"{seconds:g} s"
 
 
 @dataclass
@@ -187,8 +179,8 @@ def resolve_range(
     if max_range_s and (end - start) / 1000 > max_range_s:
         raise RequestError(
             f"{prefix}.end_time_ms",
-            f"the range is {_duration((end - start) / 1000)}, longer than the limit of "
-            f"{_duration(max_range_s)} ({env_name('volume_profile_max_range')})",
+            f"the range is {format_duration((end - start) / 1000)}, longer than the limit of "
+            f"{format_duration(max_range_s)} ({env_name('volume_profile_max_range')})",
         )
     return start, end
 
