@@ -26,51 +26,51 @@ from marketdata.v1 import common_pb2 as marketdata_dot_v1_dot_common__pb2
 from marketdata.v1 import order_book_pb2 as marketdata_dot_v1_dot_order__book__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#marketdata/v1/storage_service.proto\x12\rmarketdata.v1\x1a\x1amarketdata/v1/common.proto\x1a\x1emarketdata/v1/order_book.proto\"c\n\x12WriteTradesRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12(\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x19.marketdata.v1.TradeBatch\x12\x11\n\ttick_size\x18\x03 \x01(\t\"`\n\x13WriteTradesResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08inserted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x11\n\tlate_bars\x18\x04 \x01(\r\"\x93\x01\n\x12QueryTradesRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"X\n\x13QueryTradesResponse\x12(\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.TradeBatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\x19WriteBookSnapshotsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x33\n\tsnapshots\x18\x02 \x03(\x0b\x32 .marketdata.v1.OrderBookSnapshot\"T\n\x1aWriteBookSnapshotsResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08inserted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\"\x94\x01\n\x19QueryBookSnapshotsRequest\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\r\x12\r\n\x05\x64\x65pth\x18\x05 \x01(\r\"Q\n\x1aQueryBookSnapshotsResponse\x12\x33\n\tsnapshots\x18\x01 \x03(\x0b\x32 .marketdata.v1.OrderBookSnapshot\"o\n\x0c\x46ootprintRow\x12\r\n\x05price\x18\x01 \x01(\t\x12\x12\n\nbuy_volume\x18\x02 \x01(\t\x12\x13\n\x0bsell_volume\x18\x03 \x01(\t\x12\x12\n\nbuy_trades\x18\x04 \x01(\x04\x12\x13\n\x0bsell_trades\x18\x05 \x01(\x04\"\x9d\x02\n\x0c\x46ootprintBar\x12\x15\n\rstart_time_ms\x18\x01 \x01(\x03\x12\x36\n\nresolution\x18\x02 \x01(\x0e\x32\".marketdata.v1.FootprintResolution\x12\x10\n\x08row_size\x18\x03 \x01(\t\x12)\n\x04rows\x18\x04 \x03(\x0b\x32\x1b.marketdata.v1.FootprintRow\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12\x0e\n\x06trades\x18\x06 \x01(\x04\x12\x12\n\nbuy_volume\x18\x07 \x01(\t\x12\x13\n\x0bsell_volume\x18\x08 \x01(\t\x12\x1b\n\x13\x66irst_trade_time_ms\x18\t \x01(\x03\x12\x1a\n\x12last_trade_time_ms\x18\n \x01(\x03\"\xab\x01\n\x16QueryFootprintsRequest\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x03 \x01(\x03\x12\x36\n\nresolution\x18\x04 \x01(\x0e\x32\".marketdata.v1.FootprintResolution\"s\n\x17QueryFootprintsResponse\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12)\n\x04\x62\x61rs\x18\x02 \x03(\x0b\x32\x1b.marketdata.v1.FootprintBar\"H\n\x16GetStorageStatsRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\"\xa2\x01\n\x0f\x43ollectionStats\x12\x12\n\ncollection\x18\x01 \x01(\t\x12-\n\ninstrument\x18\x02 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x16\n\x0eoldest_time_ms\x18\x05 \x01(\x03\x12\x16\n\x0enewest_time_ms\x18\x06 \x01(\x03\"\xca\x01\n\x17GetStorageStatsResponse\x12\x33\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1e.marketdata.v1.CollectionStats\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x10\n\x08writable\x18\x03 \x01(\x08\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x13\n\x0bstore_bytes\x18\x05 \x01(\x04\x12\x17\n\x0f\x64isk_free_bytes\x18\x06 \x01(\x04\x12\x15\n\rdisk_free_low\x18\x07 \x01(\x08\"(\n\x15\x41pplyRetentionRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\"\xb9\x01\n\x0fRetentionResult\x12\x12\n\ncollection\x18\x01 \x01(\t\x12-\n\ninstrument\x18\x02 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x16\n\x0e\x63utoff_time_ms\x18\x03 \x01(\x03\x12\x0f\n\x07removed\x18\x04 \x01(\x04\x12\x10\n\x08\x61rchived\x18\x05 \x01(\x04\x12\x15\n\rarchive_files\x18\x06 \x03(\t\x12\x11\n\trolled_up\x18\x07 \x01(\x04\"Z\n\x16\x41pplyRetentionResponse\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12/\n\x07results\x18\x02 \x03(\x0b\x32\x1e.marketdata.v1.RetentionResult*u\n\x13\x46ootprintResolution\x12$\n FOOTPRINT_RESOLUTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46OOTPRINT_RESOLUTION_1M\x10\x01\x12\x1b\n\x17\x46OOTPRINT_RESOLUTION_1H\x10\x02\x32\xc3\x05\n\x0eStorageService\x12X\n\x0bWriteTrades\x12!.marketdata.v1.WriteTradesRequest\x1a\".marketdata.v1.WriteTradesResponse(\x01\x30\x01\x12V\n\x0bQueryTrades\x12!.marketdata.v1.QueryTradesRequest\x1a\".marketdata.v1.QueryTradesResponse0\x01\x12m\n\x12WriteBookSnapshots\x12(.marketdata.v1.WriteBookSnapshotsRequest\x1a).marketdata.v1.WriteBookSnapshotsResponse(\x01\x30\x01\x12k\n\x12QueryBookSnapshots\x12(.marketdata.v1.QueryBookSnapshotsRequest\x1a).marketdata.v1.QueryBookSnapshotsResponse0\x01\x12\x62\n\x0fQueryFootprints\x12%.marketdata.v1.QueryFootprintsRequest\x1a&.marketdata.v1.QueryFootprintsResponse0\x01\x12`\n\x0fGetStorageStats\x12%.marketdata.v1.GetStorageStatsRequest\x1a&.marketdata.v1.GetStorageStatsResponse\x12]\n\x0e\x41pplyRetention\x12$.marketdata.v1.ApplyRetentionRequest\x1a%.marketdata.v1.ApplyRetentionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#marketdata/v1/storage_service.proto\x12\rmarketdata.v1\x1a\x1amarketdata/v1/common.proto\x1a\x1emarketdata/v1/order_book.proto\"c\n\x12WriteTradesRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12(\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x19.marketdata.v1.TradeBatch\x12\x11\n\ttick_size\x18\x03 \x01(\t\"`\n\x13WriteTradesResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08inserted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x11\n\tlate_bars\x18\x04 \x01(\r\"\xa5\x01\n\x12QueryTradesRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x10\n\x08min_size\x18\x06 \x01(\t\"X\n\x13QueryTradesResponse\x12(\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.TradeBatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\x19WriteBookSnapshotsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x33\n\tsnapshots\x18\x02 \x03(\x0b\x32 .marketdata.v1.OrderBookSnapshot\"T\n\x1aWriteBookSnapshotsResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08inserted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\"\x94\x01\n\x19QueryBookSnapshotsRequest\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\r\x12\r\n\x05\x64\x65pth\x18\x05 \x01(\r\"Q\n\x1aQueryBookSnapshotsResponse\x12\x33\n\tsnapshots\x18\x01 \x03(\x0b\x32 .marketdata.v1.OrderBookSnapshot\"o\n\x0c\x46ootprintRow\x12\r\n\x05price\x18\x01 \x01(\t\x12\x12\n\nbuy_volume\x18\x02 \x01(\t\x12\x13\n\x0bsell_volume\x18\x03 \x01(\t\x12\x12\n\nbuy_trades\x18\x04 \x01(\x04\x12\x13\n\x0bsell_trades\x18\x05 \x01(\x04\"\xfb\x02\n\x0c\x46ootprintBar\x12\x15\n\rstart_time_ms\x18\x01 \x01(\x03\x12\x36\n\nresolution\x18\x02 \x01(\x0e\x32\".marketdata.v1.FootprintResolution\x12\x10\n\x08row_size\x18\x03 \x01(\t\x12)\n\x04rows\x18\x04 \x03(\x0b\x32\x1b.marketdata.v1.FootprintRow\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12\x0e\n\x06trades\x18\x06 \x01(\x04\x12\x12\n\nbuy_volume\x18\x07 \x01(\t\x12\x13\n\x0bsell_volume\x18\x08 \x01(\t\x12\x1b\n\x13\x66irst_trade_time_ms\x18\t \x01(\x03\x12\x1a\n\x12last_trade_time_ms\x18\n \x01(\x03\x12\x0c\n\x04open\x18\x0b \x01(\t\x12\x0c\n\x04high\x18\x0c \x01(\t\x12\x0b\n\x03low\x18\r \x01(\t\x12\r\n\x05\x63lose\x18\x0e \x01(\t\x12\x11\n\tmax_delta\x18\x0f \x01(\t\x12\x11\n\tmin_delta\x18\x10 \x01(\t\"\xab\x01\n\x16QueryFootprintsRequest\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x03 \x01(\x03\x12\x36\n\nresolution\x18\x04 \x01(\x0e\x32\".marketdata.v1.FootprintResolution\"s\n\x17QueryFootprintsResponse\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12)\n\x04\x62\x61rs\x18\x02 \x03(\x0b\x32\x1b.marketdata.v1.FootprintBar\"H\n\x16GetStorageStatsRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\"\xa2\x01\n\x0f\x43ollectionStats\x12\x12\n\ncollection\x18\x01 \x01(\t\x12-\n\ninstrument\x18\x02 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x16\n\x0eoldest_time_ms\x18\x05 \x01(\x03\x12\x16\n\x0enewest_time_ms\x18\x06 \x01(\x03\"\xca\x01\n\x17GetStorageStatsResponse\x12\x33\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1e.marketdata.v1.CollectionStats\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x10\n\x08writable\x18\x03 \x01(\x08\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x13\n\x0bstore_bytes\x18\x05 \x01(\x04\x12\x17\n\x0f\x64isk_free_bytes\x18\x06 \x01(\x04\x12\x15\n\rdisk_free_low\x18\x07 \x01(\x08\"(\n\x15\x41pplyRetentionRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\"\xb9\x01\n\x0fRetentionResult\x12\x12\n\ncollection\x18\x01 \x01(\t\x12-\n\ninstrument\x18\x02 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x16\n\x0e\x63utoff_time_ms\x18\x03 \x01(\x03\x12\x0f\n\x07removed\x18\x04 \x01(\x04\x12\x10\n\x08\x61rchived\x18\x05 \x01(\x04\x12\x15\n\rarchive_files\x18\x06 \x03(\t\x12\x11\n\trolled_up\x18\x07 \x01(\x04\"Z\n\x16\x41pplyRetentionResponse\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12/\n\x07results\x18\x02 \x03(\x0b\x32\x1e.marketdata.v1.RetentionResult*u\n\x13\x46ootprintResolution\x12$\n FOOTPRINT_RESOLUTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46OOTPRINT_RESOLUTION_1M\x10\x01\x12\x1b\n\x17\x46OOTPRINT_RESOLUTION_1H\x10\x02\x32\xc3\x05\n\x0eStorageService\x12X\n\x0bWriteTrades\x12!.marketdata.v1.WriteTradesRequest\x1a\".marketdata.v1.WriteTradesResponse(\x01\x30\x01\x12V\n\x0bQueryTrades\x12!.marketdata.v1.QueryTradesRequest\x1a\".marketdata.v1.QueryTradesResponse0\x01\x12m\n\x12WriteBookSnapshots\x12(.marketdata.v1.WriteBookSnapshotsRequest\x1a).marketdata.v1.WriteBookSnapshotsResponse(\x01\x30\x01\x12k\n\x12QueryBookSnapshots\x12(.marketdata.v1.QueryBookSnapshotsRequest\x1a).marketdata.v1.QueryBookSnapshotsResponse0\x01\x12\x62\n\x0fQueryFootprints\x12%.marketdata.v1.QueryFootprintsRequest\x1a&.marketdata.v1.QueryFootprintsResponse0\x01\x12`\n\x0fGetStorageStats\x12%.marketdata.v1.GetStorageStatsRequest\x1a&.marketdata.v1.GetStorageStatsResponse\x12]\n\x0e\x41pplyRetention\x12$.marketdata.v1.ApplyRetentionRequest\x1a%.marketdata.v1.ApplyRetentionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marketdata.v1.storage_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FOOTPRINTRESOLUTION']._serialized_start=2431
-  _globals['_FOOTPRINTRESOLUTION']._serialized_end=2548
+  _globals['_FOOTPRINTRESOLUTION']._serialized_start=2543
+  _globals['_FOOTPRINTRESOLUTION']._serialized_end=2660
   _globals['_WRITETRADESREQUEST']._serialized_start=114
   _globals['_WRITETRADESREQUEST']._serialized_end=213
   _globals['_WRITETRADESRESPONSE']._serialized_start=215
   _globals['_WRITETRADESRESPONSE']._serialized_end=311
   _globals['_QUERYTRADESREQUEST']._serialized_start=314
-  _globals['_QUERYTRADESREQUEST']._serialized_end=461
-  _globals['_QUERYTRADESRESPONSE']._serialized_start=463
-  _globals['_QUERYTRADESRESPONSE']._serialized_end=551
-  _globals['_WRITEBOOKSNAPSHOTSREQUEST']._serialized_start=553
-  _globals['_WRITEBOOKSNAPSHOTSREQUEST']._serialized_end=651
-  _globals['_WRITEBOOKSNAPSHOTSRESPONSE']._serialized_start=653
-  _globals['_WRITEBOOKSNAPSHOTSRESPONSE']._serialized_end=737
-  _globals['_QUERYBOOKSNAPSHOTSREQUEST']._serialized_start=740
-  _globals['_QUERYBOOKSNAPSHOTSREQUEST']._serialized_end=888
-  _globals['_QUERYBOOKSNAPSHOTSRESPONSE']._serialized_start=890
-  _globals['_QUERYBOOKSNAPSHOTSRESPONSE']._serialized_end=971
-  _globals['_FOOTPRINTROW']._serialized_start=973
-  _globals['_FOOTPRINTROW']._serialized_end=1084
-  _globals['_FOOTPRINTBAR']._serialized_start=1087
-  _globals['_FOOTPRINTBAR']._serialized_end=1372
-  _globals['_QUERYFOOTPRINTSREQUEST']._serialized_start=1375
-  _globals['_QUERYFOOTPRINTSREQUEST']._serialized_end=1546
-  _globals['_QUERYFOOTPRINTSRESPONSE']._serialized_start=1548
-  _globals['_QUERYFOOTPRINTSRESPONSE']._serialized_end=1663
-  _globals['_GETSTORAGESTATSREQUEST']._serialized_start=1665
-  _globals['_GETSTORAGESTATSREQUEST']._serialized_end=1737
-  _globals['_COLLECTIONSTATS']._serialized_start=1740
-  _globals['_COLLECTIONSTATS']._serialized_end=1902
-  _globals['_GETSTORAGESTATSRESPONSE']._serialized_start=1905
-  _globals['_GETSTORAGESTATSRESPONSE']._serialized_end=2107
-  _globals['_APPLYRETENTIONREQUEST']._serialized_start=2109
-  _globals['_APPLYRETENTIONREQUEST']._serialized_end=2149
-  _globals['_RETENTIONRESULT']._serialized_start=2152
-  _globals['_RETENTIONRESULT']._serialized_end=2337
-  _globals['_APPLYRETENTIONRESPONSE']._serialized_start=2339
-  _globals['_APPLYRETENTIONRESPONSE']._serialized_end=2429
-  _globals['_STORAGESERVICE']._serialized_start=2551
-  _globals['_STORAGESERVICE']._serialized_end=3258
+  _globals['_QUERYTRADESREQUEST']._serialized_end=479
+  _globals['_QUERYTRADESRESPONSE']._serialized_start=481
+  _globals['_QUERYTRADESRESPONSE']._serialized_end=569
+  _globals['_WRITEBOOKSNAPSHOTSREQUEST']._serialized_start=571
+  _globals['_WRITEBOOKSNAPSHOTSREQUEST']._serialized_end=669
+  _globals['_WRITEBOOKSNAPSHOTSRESPONSE']._serialized_start=671
+  _globals['_WRITEBOOKSNAPSHOTSRESPONSE']._serialized_end=755
+  _globals['_QUERYBOOKSNAPSHOTSREQUEST']._serialized_start=758
+  _globals['_QUERYBOOKSNAPSHOTSREQUEST']._serialized_end=906
+  _globals['_QUERYBOOKSNAPSHOTSRESPONSE']._serialized_start=908
+  _globals['_QUERYBOOKSNAPSHOTSRESPONSE']._serialized_end=989
+  _globals['_FOOTPRINTROW']._serialized_start=991
+  _globals['_FOOTPRINTROW']._serialized_end=1102
+  _globals['_FOOTPRINTBAR']._serialized_start=1105
+  _globals['_FOOTPRINTBAR']._serialized_end=1484
+  _globals['_QUERYFOOTPRINTSREQUEST']._serialized_start=1487
+  _globals['_QUERYFOOTPRINTSREQUEST']._serialized_end=1658
+  _globals['_QUERYFOOTPRINTSRESPONSE']._serialized_start=1660
+  _globals['_QUERYFOOTPRINTSRESPONSE']._serialized_end=1775
+  _globals['_GETSTORAGESTATSREQUEST']._serialized_start=1777
+  _globals['_GETSTORAGESTATSREQUEST']._serialized_end=1849
+  _globals['_COLLECTIONSTATS']._serialized_start=1852
+  _globals['_COLLECTIONSTATS']._serialized_end=2014
+  _globals['_GETSTORAGESTATSRESPONSE']._serialized_start=2017
+  _globals['_GETSTORAGESTATSRESPONSE']._serialized_end=2219
+  _globals['_APPLYRETENTIONREQUEST']._serialized_start=2221
+  _globals['_APPLYRETENTIONREQUEST']._serialized_end=2261
+  _globals['_RETENTIONRESULT']._serialized_start=2264
+  _globals['_RETENTIONRESULT']._serialized_end=2449
+  _globals['_APPLYRETENTIONRESPONSE']._serialized_start=2451
+  _globals['_APPLYRETENTIONRESPONSE']._serialized_end=2541
+  _globals['_STORAGESERVICE']._serialized_start=2663
+  _globals['_STORAGESERVICE']._serialized_end=3370
 # @@protoc_insertion_point(module_scope)

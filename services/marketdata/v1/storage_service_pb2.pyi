@@ -41,18 +41,20 @@ class WriteTradesResponse(_message.Message):
     def __init__(self, batch_id: _Optional[int] = ..., inserted: _Optional[int] = ..., duplicates: _Optional[int] = ..., late_bars: _Optional[int] = ...) -> None: ...
 
 class QueryTradesRequest(_message.Message):
-    __slots__ = ("instruments", "start_time_ms", "end_time_ms", "limit", "page_token")
+    __slots__ = ("instruments", "start_time_ms", "end_time_ms", "limit", "page_token", "min_size")
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     END_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MIN_SIZE_FIELD_NUMBER: _ClassVar[int]
     instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
     start_time_ms: int
     end_time_ms: int
     limit: int
     page_token: str
-    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    min_size: str
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., min_size: _Optional[str] = ...) -> None: ...
 
 class QueryTradesResponse(_message.Message):
     __slots__ = ("batch", "next_page_token")
@@ -115,7 +117,7 @@ class FootprintRow(_message.Message):
     def __init__(self, price: _Optional[str] = ..., buy_volume: _Optional[str] = ..., sell_volume: _Optional[str] = ..., buy_trades: _Optional[int] = ..., sell_trades: _Optional[int] = ...) -> None: ...
 
 class FootprintBar(_message.Message):
-    __slots__ = ("start_time_ms", "resolution", "row_size", "rows", "version", "trades", "buy_volume", "sell_volume", "first_trade_time_ms", "last_trade_time_ms")
+    __slots__ = ("start_time_ms", "resolution", "row_size", "rows", "version", "trades", "buy_volume", "sell_volume", "first_trade_time_ms", "last_trade_time_ms", "open", "high", "low", "close", "max_delta", "min_delta")
     START_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     ROW_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +128,12 @@ class FootprintBar(_message.Message):
     SELL_VOLUME_FIELD_NUMBER: _ClassVar[int]
     FIRST_TRADE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_TRADE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    MAX_DELTA_FIELD_NUMBER: _ClassVar[int]
+    MIN_DELTA_FIELD_NUMBER: _ClassVar[int]
     start_time_ms: int
     resolution: FootprintResolution
     row_size: str
@@ -136,7 +144,13 @@ class FootprintBar(_message.Message):
     sell_volume: str
     first_trade_time_ms: int
     last_trade_time_ms: int
-    def __init__(self, start_time_ms: _Optional[int] = ..., resolution: _Optional[_Union[FootprintResolution, str]] = ..., row_size: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[FootprintRow, _Mapping]]] = ..., version: _Optional[int] = ..., trades: _Optional[int] = ..., buy_volume: _Optional[str] = ..., sell_volume: _Optional[str] = ..., first_trade_time_ms: _Optional[int] = ..., last_trade_time_ms: _Optional[int] = ...) -> None: ...
+    open: str
+    high: str
+    low: str
+    close: str
+    max_delta: str
+    min_delta: str
+    def __init__(self, start_time_ms: _Optional[int] = ..., resolution: _Optional[_Union[FootprintResolution, str]] = ..., row_size: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[FootprintRow, _Mapping]]] = ..., version: _Optional[int] = ..., trades: _Optional[int] = ..., buy_volume: _Optional[str] = ..., sell_volume: _Optional[str] = ..., first_trade_time_ms: _Optional[int] = ..., last_trade_time_ms: _Optional[int] = ..., open: _Optional[str] = ..., high: _Optional[str] = ..., low: _Optional[str] = ..., close: _Optional[str] = ..., max_delta: _Optional[str] = ..., min_delta: _Optional[str] = ...) -> None: ...
 
 class QueryFootprintsRequest(_message.Message):
     __slots__ = ("instrument", "start_time_ms", "end_time_ms", "resolution")
