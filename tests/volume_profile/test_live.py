@@ -8,8 +8,8 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from marketdata.core.bar_sources import LiveTrades
 from marketdata.v1 import common_pb2
-from marketdata.volume_profile.data import LiveTrades
 from tests.storage.conftest import trade
 from tests.volume_profile.conftest import BTC, Stack, oracle_profile, request
 
@@ -27,7 +27,7 @@ def live_source() -> LiveTrades:
     live = LiveTrades.__new__(LiveTrades)
     live._stub = _Idle()
     live._instruments = [BTC]
-    from marketdata.volume_profile.data import _LiveBook
+    from marketdata.core.bar_sources import _LiveBook
 
     live._books = {BTC: _LiveBook()}
     live._task = None

@@ -113,7 +113,7 @@ def _renumber(requests: list[bytes]) -> list[bytes]:
 
 
 def _live(trades: int = 200_000) -> tuple[float, float]:
-    from marketdata.volume_profile.data import LiveTrades, _LiveBook
+    from marketdata.core.bar_sources import LiveTrades, _LiveBook
 
     live = LiveTrades.__new__(LiveTrades)
     live._instruments = [INSTRUMENT]

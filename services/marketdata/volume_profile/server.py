@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from marketdata.core.bar_sources import LiveTrades, StorageSource
 from marketdata.core.config import ConfigError, Settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.grpc_server import GrpcServer, ServiceRegistration, build_server
@@ -18,7 +19,6 @@ from marketdata.core.instruments import InstrumentId
 from marketdata.core.metrics import MetricsServer, create_registry, start_metrics_server
 from marketdata.core.service_runner import run_service
 from marketdata.volume_profile.cache import RangeCache
-from marketdata.volume_profile.data import LiveTrades, StorageSource
 from marketdata.volume_profile.service import SERVICE_NAME, VolumeProfileServicer, add_volume_profile_service
 
 log = logging.getLogger(__name__)

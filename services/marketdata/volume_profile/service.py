@@ -35,6 +35,7 @@ from marketdata.core.analytics.timeframes import (
     utc_day,
     utc_week,
 )
+from marketdata.core.bar_sources import LiveTrades, MinuteBar, StorageSource, build_histogram, now_ms
 from marketdata.core.config import Settings, env_name, format_duration
 from marketdata.core.instrument_meta import MetadataError, fetch_tick_sizes
 from marketdata.core.instruments import InstrumentId
@@ -42,7 +43,6 @@ from marketdata.v1 import common_pb2
 from marketdata.v1 import volume_profile_service_pb2 as pb
 from marketdata.v1 import volume_profile_service_pb2_grpc as pb_grpc
 from marketdata.volume_profile.cache import CLOSED_GRACE_MS, RangeCache
-from marketdata.volume_profile.data import LiveTrades, MinuteBar, StorageSource, build_histogram, now_ms
 
 log = logging.getLogger(__name__)
 

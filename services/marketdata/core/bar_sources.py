@@ -1,4 +1,4 @@
-"""Where a profile's minutes come from: storage's footprint bars, and the collector's live trades.
+"""Where analytics read bars from: storage's footprint bars, and the collector's live trades.
 
 Every minute of a range comes from exactly one source, so nothing is counted twice at the seam:
 the live source owns a minute when its subscription to the instrument was unbroken from before that
