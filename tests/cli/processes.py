@@ -9,22 +9,12 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from marketdata.bench.processes import free_port
-
-SERVICE_PORTS = (
-    "COLLECTOR_PORT", "COLLECTOR_METRICS_PORT", "STORAGE_PORT", "STORAGE_METRICS_PORT",
-    "VOLUME_PROFILE_PORT", "VOLUME_PROFILE_METRICS_PORT", "REPLAY_PORT",
-)  # fmt: skip
+from marketdata.bench.processes import local_env
 
 
 def up_env(data_dir: Path, **settings: str) -> dict[str, str]:
     """Settings for `marketdata up` with every service on its own free port and data in data_dir."""
-    env = {f"MARKETDATA_{name}": str(free_port()) for name in SERVICE_PORTS}
-    env["MARKETDATA_COLLECTOR_ADDR"] = f"127.0.0.1:{env['MARKETDATA_COLLECTOR_PORT']}"
-    env["MARKETDATA_DATA_DIR"] = str(data_dir)
-    env["MARKETDATA_STORAGE_URI"] = f"sqlite:///{data_dir / 'store.db'}"
-    env.update({f"MARKETDATA_{k.upper()}": v for k, v in settings.items()})
-    return env
+    return local_env(data_dir, **settings)
 
 
 async def run_marketdata(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:

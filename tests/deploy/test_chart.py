@@ -292,7 +292,7 @@ def test_secrets_reach_only_the_services_that_need_them(helm: str) -> None:
         "storage": {"MARKETDATA_STORAGE_URI", "MARKETDATA_REDIS_URL"},
         "volume-profile": {"MARKETDATA_REDIS_URL"},
         "order-flow": {"MARKETDATA_REDIS_URL"},
-        "mcp": {"MARKETDATA_MCP_TOKENS"},
+        "mcp": {"MARKETDATA_MCP_TOKENS", "MARKETDATA_REDIS_URL"},  # rate limits shared by replicas
     }
     for component, names in wanted.items():
         (container,) = by_name(objects, "Deployment", f"marketdata-{component}")["spec"]["template"]["spec"][

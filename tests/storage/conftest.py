@@ -8,6 +8,7 @@ import contextlib
 import os
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
@@ -19,6 +20,8 @@ from marketdata.bench.processes import RedisServerError, private_redis_server
 from marketdata.core.config import Settings, load_settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
+from marketdata.storage.backends.base import Backend, InvalidBatch, TradeWrite
+from marketdata.storage.footprints import RES_1M
 from marketdata.storage.server import StorageService, start_storage_service
 from marketdata.v1 import common_pb2
 from marketdata.v1 import storage_service_pb2 as storage_pb2
@@ -27,6 +30,7 @@ from marketdata.v1 import storage_service_pb2_grpc as storage_grpc
 BTC = InstrumentId.parse("binance-futures:BTCUSDT")
 ETH = InstrumentId.parse("bybit-spot:ETHUSDT")
 T0 = 1_700_000_040_000  # a whole minute (UTC), well in the past
+NOW = T0 + 3_600_000  # every bar written at T0 is closed by then
 
 
 def storage_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -214,3 +218,85 @@ def env_with(base: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(base)
     return env
+
+
+# --- backends under the same contract: the embedded store always, MongoDB when
+# MARKETDATA_TEST_MONGODB_URI is set (e.g. mongodb://127.0.0.1:27017; each test uses its own database)
+
+MONGODB_URI = os.environ.get("MARKETDATA_TEST_MONGODB_URI", "")
+
+
+def _open(kind: str, tmp_path: Path) -> Backend:
+    if kind == "sqlite":
+        from marketdata.storage.backends.sqlite import SqliteBackend
+
+        return SqliteBackend(tmp_path / "contract.db")
+    from marketdata.storage.backends.mongodb import MongoBackend
+
+    return MongoBackend(MONGODB_URI, database=f"marketdata_test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "mongodb",
+            marks=[
+                pytest.mark.mongodb,
+                pytest.mark.skipif(
+                    not MONGODB_URI, reason="set MARKETDATA_TEST_MONGODB_URI to run against MongoDB"
+                ),
+            ],
+        ),
+    ]
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    store = _open(request.param, tmp_path)
+    store.open()
+    try:
+        yield store
+    finally:
+        drop = getattr(store, "drop_database", None)
+        if drop is not None:
+            drop()
+        store.close()
+
+
+def reopen(backend: Backend, tmp_path: Path) -> Backend:
+    """A second handle on the same store (a restart)."""
+    if backend.name == "sqlite":
+        from marketdata.storage.backends.sqlite import SqliteBackend
+
+        again: Backend = SqliteBackend(tmp_path / "contract.db")
+    else:
+        from marketdata.storage.backends.mongodb import MongoBackend
+
+        again = MongoBackend(MONGODB_URI, database=backend.database_name)  # type: ignore[attr-defined]
+    again.open()
+    return again
+
+
+def stored_trades(backend: Backend, instrument: InstrumentId, start: int = 0, end: int = 2**62) -> list:  # type: ignore[type-arg]
+    from marketdata.v1 import common_pb2
+
+    out = []
+    for chunk in backend.read_trades(instrument, start, end, None, 0, 1000):
+        out.extend(common_pb2.TradeBatch.FromString(chunk.framed).trades)
+    return out
+
+
+def footprints(
+    backend: Backend, instrument: InstrumentId, resolution: int = RES_1M
+) -> list[storage_pb2.FootprintBar]:
+    return [
+        storage_pb2.FootprintBar.FromString(b.payload)
+        for b in backend.read_footprints(instrument, resolution, 0, 2**62)
+    ]
+
+
+def write(backend: Backend, instrument: InstrumentId, trades: list, tick: str = "0.10", now: int = NOW):  # type: ignore[no-untyped-def,type-arg]
+    result = backend.write_trades([TradeWrite(instrument, trades, tick)], now)
+    outcome = result.outcomes[0]
+    if isinstance(outcome, InvalidBatch):
+        raise outcome
+    return outcome

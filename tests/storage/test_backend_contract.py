@@ -3,99 +3,28 @@ MARKETDATA_TEST_MONGODB_URI is set (e.g. mongodb://127.0.0.1:27017; each test us
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from marketdata.core.instruments import InstrumentId
 from marketdata.storage.backends.base import Backend, InvalidBatch, RestoreSession, TradeWrite
 from marketdata.storage.footprints import RES_1H, RES_1M, Bar, roll_up
 from marketdata.v1 import order_book_pb2
 from marketdata.v1 import storage_service_pb2 as storage_pb2
 
-from .conftest import BTC, ETH, T0, bars_as_oracle, oracle, trade, walk
-
-MONGODB_URI = os.environ.get("MARKETDATA_TEST_MONGODB_URI", "")
-NOW = T0 + 3_600_000  # every bar in these tests is closed
-
-
-def _open(kind: str, tmp_path: Path) -> Backend:
-    if kind == "sqlite":
-        from marketdata.storage.backends.sqlite import SqliteBackend
-
-        return SqliteBackend(tmp_path / "contract.db")
-    from marketdata.storage.backends.mongodb import MongoBackend
-
-    return MongoBackend(MONGODB_URI, database=f"marketdata_test_{uuid.uuid4().hex[:12]}")
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "mongodb",
-            marks=[
-                pytest.mark.mongodb,
-                pytest.mark.skipif(
-                    not MONGODB_URI, reason="set MARKETDATA_TEST_MONGODB_URI to run against MongoDB"
-                ),
-            ],
-        ),
-    ]
+from .conftest import (
+    BTC,
+    ETH,
+    NOW,
+    T0,
+    bars_as_oracle,
+    footprints,
+    oracle,
+    reopen,
+    stored_trades,
+    trade,
+    walk,
+    write,
 )
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    store = _open(request.param, tmp_path)
-    store.open()
-    try:
-        yield store
-    finally:
-        drop = getattr(store, "drop_database", None)
-        if drop is not None:
-            drop()
-        store.close()
-
-
-def reopen(backend: Backend, tmp_path: Path) -> Backend:
-    """A second handle on the same store (a restart)."""
-    if backend.name == "sqlite":
-        from marketdata.storage.backends.sqlite import SqliteBackend
-
-        again: Backend = SqliteBackend(tmp_path / "contract.db")
-    else:
-        from marketdata.storage.backends.mongodb import MongoBackend
-
-        again = MongoBackend(MONGODB_URI, database=backend.database_name)  # type: ignore[attr-defined]
-    again.open()
-    return again
-
-
-def stored_trades(backend: Backend, instrument: InstrumentId, start: int = 0, end: int = 2**62) -> list:  # type: ignore[type-arg]
-    from marketdata.v1 import common_pb2
-
-    out = []
-    for chunk in backend.read_trades(instrument, start, end, None, 0, 1000):
-        out.extend(common_pb2.TradeBatch.FromString(chunk.framed).trades)
-    return out
-
-
-def footprints(
-    backend: Backend, instrument: InstrumentId, resolution: int = RES_1M
-) -> list[storage_pb2.FootprintBar]:
-    return [
-        storage_pb2.FootprintBar.FromString(b.payload)
-        for b in backend.read_footprints(instrument, resolution, 0, 2**62)
-    ]
-
-
-def write(backend: Backend, instrument: InstrumentId, trades: list, tick: str = "0.10", now: int = NOW):  # type: ignore[no-untyped-def,type-arg]
-    result = backend.write_trades([TradeWrite(instrument, trades, tick)], now)
-    outcome = result.outcomes[0]
-    if isinstance(outcome, InvalidBatch):
-        raise outcome
-    return outcome
+from .test_price_fields import price_oracle, stored_fields
 
 
 def test_writes_are_idempotent_by_identity_in_trades_and_footprints(backend: Backend) -> None:
@@ -304,11 +233,29 @@ def test_delete_export_and_restore_put_back_exactly_without_double_counting(back
 def test_roll_up_into_hour_bars_is_idempotent(backend: Backend) -> None:
     trades = walk(400, spacing_ms=20_000)  # over two hours
     write(backend, BTC, trades)
+    assert footprints(backend, BTC, RES_1H) == [
+        Bar.decode(b).to_proto() for b in _rolled(backend)
+    ]  # on ingest
     minute_bars = [Bar.decode(b.payload) for b in backend.read_footprints(BTC, RES_1M, 0, 2**62)]
     hourly = [b.encode() for _, b in sorted(roll_up(minute_bars).items())]
-    assert backend.put_bars(BTC, RES_1H, hourly, True) == len(hourly)
-    assert backend.put_bars(BTC, RES_1H, hourly, True) == len(hourly)  # again: replaced, not added
+    versions = [[b.version for b in footprints(backend, BTC, RES_1H)]]
+    for _ in range(2):  # replaced, not added, and every replacement is a new version
+        assert backend.put_bars(BTC, RES_1H, hourly, True) == len(hourly)
+        versions.append([b.version for b in footprints(backend, BTC, RES_1H)])
     got = footprints(backend, BTC, RES_1H)
     assert bars_as_oracle(got) == oracle(trades, "0.10", bar_ms=3_600_000)
+    assert stored_fields(got) == price_oracle(trades, 3_600_000)
     assert all(b.resolution == storage_pb2.FOOTPRINT_RESOLUTION_1H for b in got)
-    assert [b.version for b in got] == [2] * len(got)
+    assert all(a < b < c for a, b, c in zip(*versions, strict=True))
+    assert not backend.put_bars(BTC, RES_1H, hourly, False)  # where absent only: nothing to do
+
+
+def _rolled(backend: Backend) -> list[bytes]:
+    """The 1h bars a roll-up of the stored 1m bars makes, at the stored 1h bars' versions."""
+    minute_bars = [Bar.decode(b.payload) for b in backend.read_footprints(BTC, RES_1M, 0, 2**62)]
+    versions = {b.start_ms: b.version for b in backend.read_footprints(BTC, RES_1H, 0, 2**62)}
+    out = []
+    for start, bar in sorted(roll_up(minute_bars).items()):
+        bar.version = versions.get(start, 0)
+        out.append(bar.encode())
+    return out

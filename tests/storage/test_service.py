@@ -3,6 +3,7 @@ metrics when the store cannot commit."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -252,3 +253,51 @@ async def test_metrics_and_stats_describe_what_is_stored(storage: Running) -> No
         "marketdata_storage_write_seconds_bucket",
     ):
         assert line in text, line
+
+
+async def test_min_size_returns_exactly_the_large_trades_in_pages(tmp_path: Path) -> None:
+    async with running_storage(storage_settings(tmp_path, storage_query_max_trades="1000")) as s:
+        btc, eth = walk(3000), walk(400, first_id=50_000, seed=9)
+        await s.write(BTC, [btc[i : i + 500] for i in range(0, 3000, 500)])
+        await s.write(ETH, [eth], tick="0.01")
+        large = [t for t in btc if Decimal(t.size) >= Decimal("4.5")]
+        assert 0 < len(large) < 1000 < len(btc)  # the unfiltered range is above the query limit
+        got = await s.trades(BTC, T0, T0 + DAY, min_size="4.500")
+        assert [t.trade_id for t in got] == [t.trade_id for t in large]
+        # the compare is exact: a size equal to min_size is in, one unit below is out
+        edge = btc[0].size
+        got = await s.trades(BTC, T0, T0 + DAY, min_size=edge + "0000000000001")
+        assert btc[0].trade_id not in {t.trade_id for t in got}
+        assert btc[0].trade_id in {t.trade_id for t in await s.trades(BTC, T0, T0 + DAY, min_size=edge)}
+        # pages over two instruments with a filter cover each large trade once
+        wanted = [(BTC.key, t.trade_id) for t in large] + [
+            (ETH.key, t.trade_id) for t in eth if Decimal(t.size) >= Decimal("4.5")
+        ]
+        seen: list[tuple[str, str]] = []
+        token = ""
+        while True:
+            request = storage_pb2.QueryTradesRequest(
+                instruments=[BTC.to_proto(), ETH.to_proto()],
+                start_time_ms=T0,
+                end_time_ms=T0 + DAY,
+                limit=50,
+                page_token=token,
+                min_size="4.5",
+            )
+            token = ""
+            async for response in s.stub.QueryTrades(request):
+                key = InstrumentId.from_proto(response.batch.instrument).key
+                seen.extend((key, t.trade_id) for t in response.batch.trades)
+                token = response.next_page_token or token
+            if not token:
+                break
+        assert seen == wanted
+        for bad in ("-1", "abc", "1e3", " 1"):
+            details = await invalid(
+                s.stub.QueryTrades(
+                    storage_pb2.QueryTradesRequest(
+                        instruments=[BTC.to_proto()], start_time_ms=T0, end_time_ms=T0 + DAY, min_size=bad
+                    )
+                )
+            )
+            assert details.startswith("min_size:"), details

@@ -69,7 +69,7 @@ async def test_range_across_the_seam_equals_recompute(stack: Stack) -> None:
     batch = common_pb2.TradeBatch(instrument=BTC.to_proto(), trades=previous + current)
     live.on_batch(batch)
     live.on_batch(batch)  # a repeated delivery is deduplicated by trade id
-    stack.service.servicer.live = live
+    stack.service.servicer.live = stack.service.servicer.coverage_source.live = live
 
     response = await stack.stub.GetVolumeProfile(request([BTC], minute - 10 * MIN, minute + MIN))
     expected = oracle_profile(history + previous + current, "0.10")
@@ -94,7 +94,7 @@ async def test_range_across_the_seam_equals_recompute(stack: Stack) -> None:
         return [gap]
 
     live.feed_gaps = gaps  # type: ignore[method-assign]
-    stack.service.servicer._gaps_cache = None
+    stack.service.servicer.coverage_source._gaps = None  # forget the cached feed status
     response = await stack.stub.GetVolumeProfile(request([BTC], minute - 10 * MIN, minute + MIN))
     assert response.coverage.partial
     assert [(g.start_time_ms, g.end_time_ms) for g in response.coverage.known_gaps] == [
@@ -118,6 +118,23 @@ async def test_subscription_younger_than_a_minute_leaves_it_to_storage(stack: St
     live = live_source()
     live._books[BTC].continuous_from = minute  # subscribed during the previous minute
     live.on_batch(common_pb2.TradeBatch(instrument=BTC.to_proto(), trades=trades[1:]))
-    stack.service.servicer.live = live
+    stack.service.servicer.live = stack.service.servicer.coverage_source.live = live
     response = await stack.stub.GetVolumeProfile(request([BTC], minute - 2 * MIN, minute + MIN))
     assert response.profile.total_volume == "3"
+
+
+def test_live_bars_keep_each_trade_with_its_time_in_arrival_order() -> None:
+    live = live_source()
+    now = int(time.time() * 1000)
+    minute = now - now % MIN
+    first = [trade(1, "100.10", "1", True, minute + 500), trade(2, "100.00", "2", False, minute + 100)]
+    again = [trade(2, "100.00", "2", False, minute + 100), trade(3, "100.20", "0.5", True, minute + 100)]
+    for trades in (first, again):  # trade 2 resent: kept once
+        live.on_batch(common_pb2.TradeBatch(instrument=BTC.to_proto(), trades=trades))
+    (bar,) = live.bars(BTC, minute, minute + MIN, "0.10")
+    assert bar.trades == [
+        (minute + 500, "100.10", "1", True),
+        (minute + 100, "100.00", "2", False),
+        (minute + 100, "100.20", "0.5", True),
+    ]
+    assert bar.trade_count == 3 and bar.live

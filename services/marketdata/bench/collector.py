@@ -14,6 +14,7 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -59,6 +60,8 @@ class Report:
     machine: dict[str, Any]
     throughput: list[Throughput] = field(default_factory=list)
     latency: list[Latency] = field(default_factory=list)
+    # Side by side with cryptofeed, ccxt and the bare loop (`--peers`): marketdata.bench.peers.compare
+    peers: list[Any] = field(default_factory=list)
 
 
 def machine() -> dict[str, Any]:
@@ -70,9 +73,29 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def _stack(
-    instruments: list[InstrumentId], rate: float, trades_per_frame: int, max_trades: int | None = None
-) -> tuple[Service, Service, str]:
+@dataclass(frozen=True)
+class Tls:
+    """The replay exchange served over TLS with a self-signed certificate (peer clients need wss://);
+    every client process is told to trust it."""
+
+    cert: str
+    key: str
+
+    def exchange_args(self) -> list[str]:
+        return ["--tls-cert", self.cert, "--tls-key", self.key, "--max-send-buffer-mb", "4096"]
+
+    def client_env(self) -> dict[str, str]:
+        return {"SSL_CERT_FILE": self.cert, "REQUESTS_CA_BUNDLE": self.cert}
+
+
+async def start_exchange(
+    instruments: list[InstrumentId],
+    rate: float,
+    trades_per_frame: int,
+    max_trades: int | None = None,
+    tls: Tls | None = None,
+) -> Service:
+    """A seeded replay exchange process generating `rate` trades/s over the instruments."""
     replay_port = free_port()
     args = [
         "replay-exchange", "--port", str(replay_port), "--seed", "1",
@@ -81,7 +104,20 @@ async def _stack(
     ]  # fmt: skip
     if max_trades:
         args += ["--max-trades", str(max_trades)]
-    exchange = await start_service("replay-exchange", args, {}, replay_port)
+    if tls is not None:
+        args += tls.exchange_args()
+    return await start_service("replay-exchange", args, {}, replay_port)
+
+
+async def _stack(
+    instruments: list[InstrumentId],
+    rate: float,
+    trades_per_frame: int,
+    max_trades: int | None = None,
+    tls: Tls | None = None,
+) -> tuple[Service, Service, str]:
+    exchange = await start_exchange(instruments, rate, trades_per_frame, max_trades, tls)
+    replay_port = exchange.port
     grpc_port, metrics_port = free_port(), free_port()
     env = {
         "MARKETDATA_INSTRUMENTS": ",".join(i.key for i in instruments),
@@ -91,17 +127,25 @@ async def _stack(
         # trade-only figures: books add depth traffic on the same connections (see bench book)
         "MARKETDATA_BOOK_INSTRUMENTS": "none",
     }
+    secure = "s" if tls is not None else ""
     for name in ("BINANCE_SPOT", "BINANCE_FUTURES", "BYBIT"):
-        env[f"MARKETDATA_{name}_WS_URL"] = f"ws://127.0.0.1:{replay_port}"
-        env[f"MARKETDATA_{name}_REST_URL"] = f"http://127.0.0.1:{replay_port}"
+        env[f"MARKETDATA_{name}_WS_URL"] = f"ws{secure}://127.0.0.1:{replay_port}"
+        env[f"MARKETDATA_{name}_REST_URL"] = f"http{secure}://127.0.0.1:{replay_port}"
+    if tls is not None:
+        env.update(tls.client_env())
     collector = await start_service("collector", ["serve", "collector"], env, grpc_port)
     return exchange, collector, f"127.0.0.1:{grpc_port}"
 
 
 async def throughput(
-    scenario: str, instruments: list[InstrumentId], rate: float, trades_per_frame: int, seconds: float
+    scenario: str,
+    instruments: list[InstrumentId],
+    rate: float,
+    trades_per_frame: int,
+    seconds: float,
+    tls: Tls | None = None,
 ) -> Throughput:
-    exchange, collector, addr = await _stack(instruments, rate, trades_per_frame)
+    exchange, collector, addr = await _stack(instruments, rate, trades_per_frame, tls=tls)
     try:
         async with create_channel(addr) as channel:
             stub = collector_grpc.CollectorServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -246,6 +290,8 @@ async def run(seconds: float, quick: bool) -> Report:
 
 
 def table(report: Report) -> str:
+    from marketdata.bench.peers import compare
+
     lines = [
         f"machine: {report.machine['cpus']} cpus, Python {report.machine['python']}, {report.machine['platform']}",
         "",
@@ -267,6 +313,8 @@ def table(report: Report) -> str:
             f"| {x.scenario} at {x.rate:,.0f} trades/s | {x.trades:,} | {x.p50_ms} | {x.p99_ms} | {x.max_ms} "
             f"| {x.collector_to_subscriber_p50_ms} / {x.collector_to_subscriber_p99_ms} | {x.collector_cpu_pct} |"
         )
+    if report.peers:
+        lines += ["", compare.table(report.peers)]
     return "\n".join(lines)
 
 
@@ -274,5 +322,14 @@ def as_json(report: Report) -> dict[str, Any]:
     return asdict(report)
 
 
-def main(seconds: float, quick: bool) -> Report:
-    return asyncio.run(run(seconds, quick))
+def main(seconds: float, quick: bool, peer_python: Path | None = None, only_peers: bool = False) -> Report:
+    """Our scenarios (unless only_peers), then with a peer interpreter the side-by-side comparison."""
+    from marketdata.bench.peers import compare
+
+    async def everything() -> Report:
+        report = Report(machine()) if only_peers else await run(seconds, quick)
+        if peer_python is not None or only_peers:
+            report.peers = await compare.compare(seconds, peer_python)
+        return report
+
+    return asyncio.run(everything())

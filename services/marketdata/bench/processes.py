@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -106,3 +107,54 @@ def private_redis_server(directory: str | os.PathLike[str], timeout: float = 10.
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def local_env(data_dir: os.PathLike[str] | str, **settings: str) -> dict[str, str]:
+    """Settings for `marketdata up` with every port setting (every service's gRPC, metrics and HTTP
+    port, the replay exchange's) on its own free port and the data in data_dir; keyword arguments are
+    further settings by field name (instruments="..."). New services' ports are covered as they are
+    declared in core/config.py."""
+    from marketdata.core.config import Settings, env_name
+
+    names = {f.name for f in dataclasses.fields(Settings)}
+    env = {env_name(name): str(free_port()) for name in names if name.endswith("_port")}
+    env[env_name("data_dir")] = str(data_dir)
+    env[env_name("storage_uri")] = f"sqlite:///{os.path.join(data_dir, 'store.db')}"
+    env.update({env_name(name): value for name, value in settings.items()})
+    for name in names:  # each service's address points at its port (collector_addr -> collector_port)
+        port = env.get(env_name(name.removesuffix("_addr") + "_port")) if name.endswith("_addr") else None
+        if port is not None and name not in settings:
+            env[env_name(name)] = f"127.0.0.1:{port}"
+    return env
+
+
+def rss_bytes(pid: int, kind: str = "VmRSS") -> int:
+    """Resident memory of a process now (Linux /proc), 0 when it is gone. `kind`: VmRSS (all),
+    RssAnon (heap and stacks: where a leak shows) or RssFile (mapped files, e.g. SQLite's mmap: page
+    cache the kernel can reclaim)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith(kind + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+def child_processes(parent: int) -> dict[int, str]:
+    """Direct children of `parent`: pid -> their command line (Linux /proc)."""
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            if ppid != parent:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                found[int(entry)] = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +16,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     collector.add_argument("--seconds", type=float, default=10.0, help="measuring time per scenario")
     collector.add_argument("--quick", action="store_true", help="one throughput and one latency scenario")
     collector.add_argument("--out", default="bench-results/collector.json", help="where to write the JSON")
+    collector.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run cryptofeed and ccxt (installed into --peers-venv) and the bare loop side by side",
+    )
+    collector.add_argument("--only-peers", action="store_true", help="only the side-by-side comparison")
+    collector.add_argument(
+        "--peers-venv",
+        default=str(Path.home() / ".cache" / "marketdata" / "bench-peers"),
+        help="virtualenv for the peer clients (created on first use)",
+    )
     collector.set_defaults(handler=run_collector)
     book = areas.add_parser(
         "book", help="order-book level updates applied/s, and GetOrderBook(depth 20) latency over loopback"
@@ -44,51 +56,143 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     profile.add_argument("--rounds", type=int, default=30, help="warm calls to time per scenario")
     profile.add_argument("--out", default="bench-results/profile.json", help="where to write the JSON")
     profile.set_defaults(handler=run_profile)
+    flow = areas.add_parser(
+        "flow", help="trade leaving the replay exchange -> StreamOrderFlow update latency (p50/p99/max)"
+    )
+    flow.add_argument("--rate", type=float, default=10_000.0, help="offered trades/s on one instrument")
+    flow.add_argument("--seconds", type=float, default=20.0, help="measuring time")
+    flow.add_argument("--out", default="bench-results/flow.json", help="where to write the JSON")
+    flow.set_defaults(handler=run_flow)
+    mcp = areas.add_parser("mcp", help="get_volume_profile for a day end to end over MCP streamable HTTP")
+    mcp.add_argument("--trades", type=int, default=1_000_000, help="trades in the stored UTC day")
+    mcp.add_argument("--rounds", type=int, default=50, help="warm calls to time per scenario")
+    mcp.add_argument("--out", default="bench-results/mcp.json", help="where to write the JSON")
+    mcp.set_defaults(handler=run_mcp)
+    hotpath = areas.add_parser(
+        "hotpath",
+        help="collector hot path: CPU microseconds per trade from frame to serialized batch, in process",
+    )
+    hotpath.add_argument("--trades", type=int, default=100_000, help="trades per scenario and repetition")
+    hotpath.add_argument("--repeats", type=int, default=5, help="repetitions; the best one counts")
+    hotpath.add_argument(
+        "--read-bytes",
+        type=int,
+        default=65536,
+        help="frame bytes handled per event-loop turn (one socket read)",
+    )
+    hotpath.add_argument("--out", default="bench-results/hotpath.json", help="where to write the JSON")
+    hotpath.set_defaults(handler=run_hotpath)
+    memory = areas.add_parser(
+        "memory", help="resident memory of every service under `up --replay`, and its growth over a long run"
+    )
+    memory.add_argument("--minutes", type=float, default=30.0, help="length of the run")
+    memory.add_argument(
+        "--warmup-minutes",
+        type=float,
+        default=5.0,
+        help="growth is measured after this (the analytics services keep the last 3 minutes of trades)",
+    )
+    memory.add_argument("--instruments", type=int, default=20, help="instruments collected (up to 20)")
+    memory.add_argument("--rate", type=float, default=2000.0, help="synthetic trades/s over all instruments")
+    memory.add_argument("--sample-seconds", type=float, default=10.0, help="time between samples")
+    memory.add_argument("--out", default="bench-results/memory.json", help="where to write the JSON")
+    memory.set_defaults(handler=run_memory)
+    soak = areas.add_parser(
+        "soak", help="every service as a process under a fault a minute: zero loss and flat memory"
+    )
+    soak.add_argument("--minutes", type=float, default=30.0, help="length of the run")
+    soak.add_argument("--rate", type=float, default=5000.0, help="synthetic trades/s over all instruments")
+    soak.add_argument("--instruments", type=int, default=8, help="instruments (1..24, over three markets)")
+    soak.add_argument("--fault-every", type=float, default=60.0, help="seconds between injected faults")
+    soak.add_argument("--sample-seconds", type=float, default=10.0, help="time between RSS samples")
+    soak.add_argument("--out", default="bench-results/soak.json", help="where to write the JSON")
+    soak.set_defaults(handler=run_soak)
+
+
+def publish(table: str, figures: dict[str, Any], out: str) -> int:
+    """Print a benchmark's table and write its figures as JSON to `out`."""
+    print(table)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\nwrote {path}")
+    return 0
 
 
 def run_collector(args: argparse.Namespace) -> int:
     from marketdata.bench import collector
+    from marketdata.bench.peers.environment import PeerSetupError, peer_python
 
-    report = collector.main(args.seconds, args.quick)
-    print(collector.table(report))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(collector.as_json(report), indent=2) + "\n")
-    print(f"\nwrote {out}")
-    return 0
+    python = None
+    if args.peers or args.only_peers:
+        try:
+            python = peer_python(Path(args.peers_venv))
+        except PeerSetupError as exc:
+            print(f"marketdata bench collector: {exc}")
+            return 1
+    report = collector.main(args.seconds, args.quick, python, args.only_peers)
+    return publish(collector.table(report), collector.as_json(report), args.out)
 
 
 def run_storage(args: argparse.Namespace) -> int:
     from marketdata.bench import storage
 
     report = storage.main(args.trades, args.rounds, args.synchronous)
-    print(storage.table(report))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(storage.as_json(report), indent=2) + "\n")
-    print(f"\nwrote {out}")
-    return 0
+    return publish(storage.table(report), storage.as_json(report), args.out)
 
 
 def run_book(args: argparse.Namespace) -> int:
     from marketdata.bench import book
 
     report = book.main(args.events, args.calls, args.quick)
-    print(book.table(report))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(book.as_json(report), indent=2) + "\n")
-    print(f"\nwrote {out}")
-    return 0
+    return publish(book.table(report), book.as_json(report), args.out)
 
 
 def run_profile(args: argparse.Namespace) -> int:
     from marketdata.bench import profile
 
     report = profile.main(args.trades, args.month_trades, args.rounds)
-    print(profile.table(report))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(profile.as_json(report), indent=2) + "\n")
-    print(f"\nwrote {out}")
-    return 0
+    return publish(profile.table(report), profile.as_json(report), args.out)
+
+
+def run_flow(args: argparse.Namespace) -> int:
+    from marketdata.bench import flow
+
+    report = flow.main(args.rate, args.seconds)
+    return publish(flow.table(report), flow.as_json(report), args.out)
+
+
+def run_hotpath(args: argparse.Namespace) -> int:
+    from marketdata.bench import hotpath
+
+    results = hotpath.main(args.trades, args.repeats, args.read_bytes)
+    return publish(hotpath.table(results), hotpath.as_json(results), args.out)
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from marketdata.bench import memory
+
+    if not 1 <= args.instruments <= len(memory.instruments(100)):
+        print(f"marketdata bench memory: --instruments must be within 1..{len(memory.instruments(100))}")
+        return 2
+    report = memory.main(args.minutes, args.warmup_minutes, args.instruments, args.rate, args.sample_seconds)
+    return publish(memory.table(report), memory.as_json(report), args.out)
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    from marketdata.bench import soak
+
+    most = len(soak.MARKETS) * len(soak.SYMBOLS)
+    if not 1 <= args.instruments <= most:
+        print(f"marketdata bench soak: --instruments must be within 1..{most}")
+        return 2
+    report = soak.main(args.minutes, args.rate, args.instruments, args.fault_every, args.sample_seconds)
+    publish(soak.table(report), soak.as_json(report), args.out)
+    return 0 if soak.passed(report) else 1
+
+
+def run_mcp(args: argparse.Namespace) -> int:
+    from marketdata.bench import mcp
+
+    report = mcp.main(args.trades, args.rounds)
+    return publish(mcp.table(report), mcp.as_json(report), args.out)

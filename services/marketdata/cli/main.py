@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 from marketdata.core.config import ConfigError, Settings, load_settings, markdown_table
 
-SERVICES = ("collector", "storage", "volume-profile")  # later issues add order-flow, mcp
+SERVICES = ("collector", "storage", "volume-profile", "order-flow", "mcp")
 
 
 def _parser() -> argparse.ArgumentParser:
-    from marketdata.cli import bench, profile, record, tail, up
+    from marketdata.cli import bench, flow, profile, record, tail, up
     from marketdata.cli import storage as storage_cli
     from marketdata.replay_exchange import cli as replay_cli
 
@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run one service (what each Kubernetes pod runs)")
     serve.add_argument("service", choices=SERVICES)
+    serve.add_argument(
+        "--stdio",
+        action="store_true",
+        help="mcp only: speak MCP on stdin/stdout (for a local agent) instead of HTTP",
+    )
 
     up.configure_parser(commands.add_parser("up", help="run every service on localhost in one process tree"))
     replay_cli.configure_parser(
@@ -40,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     profile.configure_parser(
         commands.add_parser("profile", help="a volume profile from the volume-profile service")
     )
+    flow.configure_parser(commands.add_parser("flow", help="order-flow bars from the order-flow service"))
     storage_cli.configure_parser(
         commands.add_parser("storage", help="storage maintenance: retention cleanup, restore from archive")
     )
@@ -87,6 +93,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(run_volume_profile(settings))
             return 0
+        if args.service == "order-flow":
+            from marketdata.order_flow.server import run_order_flow
+
+            if not settings.storage_addr:
+                print(
+                    "marketdata: configuration error: MARKETDATA_STORAGE_ADDR: the order-flow service "
+                    "reads storage; set its address (`marketdata up` does)",
+                    file=sys.stderr,
+                )
+                return 2
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_order_flow(settings))
+            return 0
+        if args.service == "mcp":
+            from marketdata.cli.mcp import serve_mcp
+
+            return serve_mcp(settings, stdio=args.stdio)
         from marketdata.collector.server import run_collector
 
         with contextlib.suppress(KeyboardInterrupt):

@@ -13,9 +13,11 @@ from typing import Any
 import grpc
 import orjson
 
+from marketdata.core.composite import is_composite
 from marketdata.core.config import ConfigError, load_settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
+from marketdata.v1 import collector_service_pb2 as collector_pb2
 from marketdata.v1 import volume_profile_service_pb2 as pb
 from marketdata.v1 import volume_profile_service_pb2_grpc as pb_grpc
 
@@ -33,7 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="KEY",
-        help="market:SYMBOL (repeat to aggregate across exchanges)",
+        help="market:SYMBOL, or a failover composite best:SYMBOL (repeat to aggregate across exchanges)",
     )
     parser.add_argument("--start", help="range start, ISO 8601 (UTC unless an offset is given)")
     parser.add_argument("--end", help="range end (exclusive), ISO 8601")
@@ -68,7 +70,11 @@ def _ms(text: str, flag: str) -> int:
 
 def build_request(args: argparse.Namespace) -> pb.GetVolumeProfileRequest:
     instruments = []
+    composites = []
     for key in args.instrument:
+        if is_composite(key):
+            composites.append(key.strip())
+            continue
         try:
             instruments.append(InstrumentId.parse(key).to_proto())
         except ValueError as exc:
@@ -84,6 +90,7 @@ def build_request(args: argparse.Namespace) -> pb.GetVolumeProfileRequest:
         rng.anchor = _ANCHORS[args.anchor]
     return pb.GetVolumeProfileRequest(
         instruments=instruments,
+        composites=composites,
         range=rng,
         parameters=pb.ProfileParameters(
             row_ticks=args.row_ticks,
@@ -119,6 +126,7 @@ def to_json(response: pb.GetVolumeProfileResponse) -> dict[str, Any]:
         "value_area_share": p.value_area_share,
         "hvn": [n.price for n in p.high_volume_nodes],
         "lvn": [n.price for n in p.low_volume_nodes],
+        "failovers": [failover_json(f) for f in response.failovers],
         "rows": [
             {
                 "price": r.price,
@@ -140,6 +148,17 @@ def to_json(response: pb.GetVolumeProfileResponse) -> dict[str, Any]:
                 for g in c.known_gaps
             ],
         },
+    }
+
+
+def failover_json(failover: collector_pb2.Failover) -> dict[str, Any]:
+    return {
+        "composite": failover.composite,
+        "selected": InstrumentId.from_proto(failover.selected).key if failover.selected.symbol else None,
+        "switches": [
+            {"time_ns": s.time_ns, "from": s.from_feed, "to": s.to_feed, "reason": s.reason}
+            for s in failover.switches
+        ],
     }
 
 
@@ -174,6 +193,12 @@ def histogram_text(response: pb.GetVolumeProfileResponse) -> str:
         f"POC {p.poc}  VAH {p.value_area_high}  VAL {p.value_area_low}  value area {p.value_area_share} of "
         f"{p.total_volume}  row {e.row_size}  (# buy, = sell, | value area)"
     )
+    for failover in response.failovers:
+        followed = failover_json(failover)
+        lines.append(f"{failover.composite} follows {followed['selected']}")
+        for switch in failover.switches:
+            at = dt.datetime.fromtimestamp(switch.time_ns / 1e9, dt.UTC).isoformat(timespec="seconds")
+            lines.append(f"  {at} {switch.from_feed or '-'} -> {switch.to_feed}: {switch.reason}")
     if response.coverage.partial:
         lines.append(
             f"partial: {response.coverage.minutes_covered}/{response.coverage.minutes_expected} minutes covered"

@@ -1,4 +1,4 @@
-"""`marketdata tail trades|book`: print a running collector's trades or an order book, as JSON lines
+"""`marketdata tail trades|book|flow`: print a running collector's trades or an order book, as JSON lines
 or for people."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import grpc
 import orjson
 
+from marketdata.cli import flow as flow_cli
 from marketdata.core.config import ConfigError, load_settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
@@ -60,6 +61,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     book.add_argument("--json", action="store_true", help="one JSON object per line (decimals as strings)")
     book.add_argument("--addr", default=None, help="collector address (default MARKETDATA_COLLECTOR_ADDR)")
     book.set_defaults(handler=run_book)
+
+    flow_cli.configure_tail_parser(
+        what.add_parser("flow", help="live order flow of the current bar, one update per line")
+    )
 
 
 def trade_record(instrument: common_pb2.Instrument, trade: common_pb2.Trade) -> dict[str, Any]:

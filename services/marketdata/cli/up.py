@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from marketdata.cli.mcp import up_token
 from marketdata.core.config import ConfigError, Settings, env_name, load_settings
 
 REPLAY_RATE = 20.0  # trades/s per instrument of the offline demo's synthetic market
@@ -107,6 +108,10 @@ async def up(settings: Settings, replay: str | None, replay_rate: float) -> int:
         (settings.storage_metrics_port, "storage metrics", "storage_metrics_port"),
         (settings.volume_profile_port, "volume-profile gRPC", "volume_profile_port"),
         (settings.volume_profile_metrics_port, "volume-profile metrics", "volume_profile_metrics_port"),
+        (settings.order_flow_port, "order-flow gRPC", "order_flow_port"),
+        (settings.order_flow_metrics_port, "order-flow metrics", "order_flow_metrics_port"),
+        (settings.mcp_port, "MCP HTTP", "mcp_port"),
+        (settings.mcp_metrics_port, "MCP metrics", "mcp_metrics_port"),
     ]:
         if not _port_free(settings.bind_host, port):
             print(f"marketdata up: port {port} ({what}) is in use; set {env_name(setting)}", file=sys.stderr)
@@ -173,6 +178,26 @@ async def up(settings: Settings, replay: str | None, replay_rate: float) -> int:
         )
         children.append(volume_profile)
         await _wait_port(settings.bind_host, settings.volume_profile_port, volume_profile)
+        order_flow = await _spawn(
+            "order-flow",
+            ["serve", "order-flow"],
+            env,
+            f"grpc {settings.bind_host}:{settings.order_flow_port}, "
+            f"metrics http://{settings.bind_host}:{settings.order_flow_metrics_port}/metrics",
+        )
+        children.append(order_flow)
+        await _wait_port(settings.bind_host, settings.order_flow_port, order_flow)
+        # The MCP bridge calls the services above; a development token unless tokens are configured.
+        mcp_token = up_token(settings, env)
+        mcp_url = f"http://{host}:{settings.mcp_port}/mcp"
+        mcp = await _spawn(
+            "mcp",
+            ["serve", "mcp"],
+            env,
+            f"{mcp_url}, metrics http://{settings.bind_host}:{settings.mcp_metrics_port}/metrics",
+        )
+        children.append(mcp)
+        await _wait_port(settings.bind_host, settings.mcp_port, mcp)
         source = (
             "replay exchange" + (f" ({replay})" if replay else " (synthetic)")
             if replay is not None
@@ -182,6 +207,7 @@ async def up(settings: Settings, replay: str | None, replay_rate: float) -> int:
         for child in children:
             print(f"  {child.name:<16} pid {child.process.pid:<8} {child.where}", file=sys.stderr)
         print(
+            f"  MCP for AI agents: {mcp_url}  (Authorization: Bearer {mcp_token})\n"
             "  try: marketdata tail trades, marketdata profile --instrument KEY --anchor utc_day\n"
             "Ctrl-C stops everything.\n",
             file=sys.stderr,

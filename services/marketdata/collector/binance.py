@@ -17,8 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from marketdata.collector.frames import (
     IGNORED,
+    INT64_MAX,
+    INT64_MIN,
     BookUpdate,
     Frame,
     FrameError,
@@ -26,7 +30,10 @@ from marketdata.collector.frames import (
     Trade,
     decimal_text,
     integer,
+    is_int64,
     json_object,
+    optional_text,
+    remember_decimal,
 )
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import common_pb2
@@ -35,6 +42,8 @@ SELL = common_pb2.SIDE_SELL
 BUY = common_pb2.SIDE_BUY
 WEBSOCKET = common_pb2.TRADE_SOURCE_WEBSOCKET
 REST_BACKFILL = common_pb2.TRADE_SOURCE_REST_BACKFILL
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
 
 # Binance allows 1024 streams per connection; peers cap at 200, the older limit, which keeps URLs
 # short and a reconnect's blast radius small.
@@ -70,9 +79,15 @@ class BinanceFrameParser:
         self._by_symbol = dict(instruments)
         self._books = dict(books or {})
         self._futures = market == MarketKey.BINANCE_FUTURES
+        self._decimals: set[str] = set()  # prices and sizes already checked (remember_decimal)
 
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
-        message = json_object(text)
+        try:
+            message = _loads(text)
+        except _JSONDecodeError:
+            message = json_object(text)  # raises the FrameError that says why
+        if type(message) is not dict:
+            raise FrameError("frame is not a JSON object")
         data = message.get("data", message)
         if type(data) is not dict:
             raise FrameError("`data` is not an object")
@@ -92,34 +107,56 @@ class BinanceFrameParser:
         return IGNORED
 
     def _trades(self, data: dict[str, Any], receive_ns: int, aggregated: bool) -> Frame:
-        instrument = self._by_symbol.get(data.get("s"))  # type: ignore[arg-type]
+        # The hot path (one call per trade): checks are inlined; the helpers in frames.py are only
+        # called to raise the error that names the field.
+        symbol = data.get("s")
+        instrument = self._by_symbol.get(symbol) if type(symbol) is str else None
         if instrument is None:
             # A stream we did not ask for (or a symbol typo on the exchange side): not ours to keep.
             return IGNORED
         try:
             trade_id = data["a"] if aggregated else data["t"]
+            price = data["p"]
+            size = data["q"]
+            time_ms = data["T"]
             maker = data["m"]
-            trade = Trade(
-                trade_id=str(integer(trade_id, "t")),
-                price=decimal_text(data["p"], "p"),
-                size=decimal_text(data["q"], "q"),
-                side=SELL if maker is True else BUY,
-                exchange_time_ms=integer(data["T"], "T"),
-                receive_time_ns=receive_ns,
-                event_time_ms=integer(data.get("E", 0), "E"),
-                source=WEBSOCKET,
-                execution_type=data.get("X", "") or "",
-                aggregated=aggregated,
-            )
         except KeyError as exc:
             raise FrameError(f"trade frame lacks field {exc.args[0]}") from None
+        event_ms = data.get("E", 0)
+        if type(trade_id) is not int or not INT64_MIN <= trade_id <= INT64_MAX:
+            trade_id = integer(trade_id, "t")
+        known = self._decimals
+        if type(price) is not str or price not in known:
+            remember_decimal(known, price, "p")
+        if type(size) is not str or size not in known:
+            remember_decimal(known, size, "q")
+        if type(time_ms) is not int or not INT64_MIN <= time_ms <= INT64_MAX:
+            time_ms = integer(time_ms, "T")
+        if type(event_ms) is not int or not INT64_MIN <= event_ms <= INT64_MAX:
+            event_ms = integer(event_ms, "E")
         if type(maker) is not bool:
             raise FrameError(f"m is not a boolean: {maker!r}")
+        # Fields left at their default are not passed: each keyword costs the constructor time.
+        trade = Trade(
+            trade_id=str(trade_id),
+            price=price,
+            size=size,
+            side=SELL if maker else BUY,
+            exchange_time_ms=time_ms,
+            receive_time_ns=receive_ns,
+            event_time_ms=event_ms,
+            source=WEBSOCKET,
+        )
+        execution_type = data.get("X")
+        if execution_type is not None:
+            trade.execution_type = optional_text(execution_type, "X")
+        if aggregated:
+            trade.aggregated = True
         return Frame(FrameKind.TRADES, instrument, [trade])
 
     def _depth(self, data: dict[str, Any], receive_ns: int) -> Frame:
         symbol = data.get("s")
-        instrument = self._books.get(symbol)  # type: ignore[arg-type]
+        instrument = self._books.get(symbol) if type(symbol) is str else None
         if instrument is None:
             return Frame(
                 FrameKind.BOOK_INVALID, detail=f"depthUpdate for a symbol without a book: {symbol!r}"
@@ -127,15 +164,15 @@ class BinanceFrameParser:
         first, last, bids, asks = data.get("U"), data.get("u"), data.get("b"), data.get("a")
         prev = data.get("pu", -1) if self._futures else -1
         event_ms = data.get("E", 0)
-        if type(first) is not int or type(last) is not int or first > last or first < 0:
+        if not is_int64(first) or not is_int64(last) or first > last or first < 0:
             problem = f"U/u are not an update-id range: {first!r}, {last!r}"
-        elif type(prev) is not int:
+        elif not is_int64(prev):
             problem = f"pu is not an update id: {prev!r}"
         elif self._futures and "pu" not in data:
             problem = "USD-M depthUpdate lacks pu"
         elif type(bids) is not list or type(asks) is not list:
             problem = "b/a are not lists of levels"
-        elif type(event_ms) is not int:
+        elif not is_int64(event_ms):
             problem = f"E is not an integer: {event_ms!r}"
         else:
             exchange_ms = data.get("T", event_ms)
@@ -145,7 +182,7 @@ class BinanceFrameParser:
                 prev,
                 bids,
                 asks,
-                exchange_ms if type(exchange_ms) is int else event_ms,
+                exchange_ms if is_int64(exchange_ms) else event_ms,
                 event_ms,
                 receive_ns,
             )
@@ -162,6 +199,21 @@ def rest_trades_path(market: MarketKey, *, with_api_key: bool) -> str:
     if market == MarketKey.BINANCE_SPOT:
         return "/api/v3/historicalTrades"
     return "/fapi/v1/historicalTrades" if with_api_key else "/fapi/v1/trades"
+
+
+# Request weight of the backfill endpoints (Binance spot rest-api.md; USD-M "Recent Trades List"
+# and "Old Trades Lookup"): the page size does not change it.
+REST_TRADES_WEIGHT = {
+    "/api/v3/historicalTrades": 25,
+    "/api/v3/trades": 25,
+    "/fapi/v1/historicalTrades": 20,
+    "/fapi/v1/trades": 5,
+}
+
+
+def rest_trades_weight(path: str) -> int:
+    """Request weight of one backfill page from `path` (rest_trades_path)."""
+    return REST_TRADES_WEIGHT[path]
 
 
 def rest_page_limit(market: MarketKey, path: str) -> int:
@@ -240,9 +292,9 @@ def parse_depth_snapshot(body: object) -> tuple[int, list[Any], list[Any], int]:
         raise FrameError(f"depth snapshot is not an object: {str(body)[:200]}")
     last = body.get("lastUpdateId")
     bids, asks = body.get("bids"), body.get("asks")
-    if type(last) is not int or last < 0:
+    if not is_int64(last) or last < 0:
         raise FrameError(f"depth snapshot lastUpdateId is not an update id: {last!r}")
     if type(bids) is not list or type(asks) is not list:
         raise FrameError("depth snapshot bids/asks are not lists")
     time_ms = body.get("T", body.get("E", 0))
-    return last, bids, asks, time_ms if type(time_ms) is int else 0
+    return last, bids, asks, time_ms if is_int64(time_ms) else 0

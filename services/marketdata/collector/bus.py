@@ -1,8 +1,8 @@
 """TradeBus: turns in-order trades into micro-batches and fans them out to StreamTrades subscribers.
 
 Batching: trades published during one event-loop turn are flushed together by a call_soon
-callback, so a quiet feed is delivered at once and a busy one in larger batches; a batch also
-flushes inline when it reaches `max_batch`. Each batch is serialized once, as the wire form of a
+callback, so a quiet feed is delivered at once and a busy one in larger batches; full batches of
+`max_batch` trades go out inline. Each batch is serialized once, as the wire form of a
 StreamTradesResponse, and the same bytes go to every subscriber.
 
 Back-pressure: each subscriber has a bounded queue; when it is full the oldest batch is dropped
@@ -19,10 +19,38 @@ from collections.abc import AsyncIterator, Callable, Collection
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from marketdata.core.instruments import InstrumentId
-from marketdata.v1 import collector_service_pb2 as collector_pb2
+from marketdata.core.wire import length_delimited, varint
 from marketdata.v1 import common_pb2
 
 log = logging.getLogger(__name__)
+
+# Wire form of StreamTradesResponse{batch: TradeBatch{instrument, trades}}, written by hand: each
+# trade is serialized by protobuf (C) and the framing around it is joined here, which costs a third
+# of building a TradeBatch (that deep-copies every trade into it) and serializing that. Fields go out
+# in field-number order, so the bytes are exactly what SerializeToString makes.
+_BATCH_KEY = 0x0A  # StreamTradesResponse.batch: field 1, length-delimited
+_INSTRUMENT_KEY = 0x0A  # TradeBatch.instrument: field 1, length-delimited
+_TRADE_KEY = 0x12  # TradeBatch.trades: field 2, length-delimited
+# Key and length prefix of a serialized trade of each size up to 2 KiB (larger ones are framed on
+# the slow path).
+_TRADE_PREFIXES = tuple(bytes((_TRADE_KEY,)) + varint(size) for size in range(2048))
+_serialize_trade = common_pb2.Trade.SerializeToString
+
+
+def instrument_field(instrument: InstrumentId) -> bytes:
+    """TradeBatch.instrument, keyed and length-prefixed."""
+    return length_delimited(_INSTRUMENT_KEY, instrument.to_proto().SerializeToString())
+
+
+def stream_trades_response(header: bytes, trades: list[common_pb2.Trade]) -> bytes:
+    """A serialized StreamTradesResponse carrying one batch; `header` is instrument_field()."""
+    blobs = list(map(_serialize_trade, trades))
+    prefixes = _TRADE_PREFIXES
+    try:
+        body = header + b"".join([prefixes[len(blob)] + blob for blob in blobs])
+    except IndexError:  # a trade of 2 KiB or more
+        body = header + b"".join([length_delimited(_TRADE_KEY, blob) for blob in blobs])
+    return length_delimited(_BATCH_KEY, body)
 
 
 class BusMetrics:
@@ -88,7 +116,7 @@ class TradeBus:
         self._capacity = subscriber_capacity
         self.capacity = subscriber_capacity
         self._pending: dict[InstrumentId, list[common_pb2.Trade]] = {}
-        self._instrument_protos: dict[InstrumentId, common_pb2.Instrument] = {}
+        self._instrument_fields: dict[InstrumentId, bytes] = {}
         self._batch_sizes: dict[InstrumentId, Histogram] = {}
         self._subscribers: list[Subscription] = []
         self._sinks: list[Callable[[InstrumentId, list[common_pb2.Trade]], None]] = []
@@ -102,9 +130,18 @@ class TradeBus:
         if pending is None:
             self._pending[instrument] = pending = []
         pending.extend(trades)
-        if len(pending) >= self._max_batch:
-            self._send(instrument, self._pending.pop(instrument))
-        elif not self._flush_scheduled:
+        size = self._max_batch
+        if len(pending) >= size:
+            # Full batches go at once (a reader hands over a whole turn's trades, a Bybit frame
+            # carries up to 1024); the rest waits for the flush at the end of the turn.
+            full = len(pending) - len(pending) % size
+            for start in range(0, full, size):
+                self._send(instrument, pending[start : start + size])
+            del pending[:full]
+            if not pending:
+                del self._pending[instrument]
+                return
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
@@ -130,12 +167,10 @@ class TradeBus:
         targets = [s for s in self._subscribers if s.wants(instrument)]
         if not targets:
             return
-        proto = self._instrument_protos.get(instrument)
-        if proto is None:
-            proto = self._instrument_protos[instrument] = instrument.to_proto()
-        message = collector_pb2.StreamTradesResponse(
-            batch=common_pb2.TradeBatch(instrument=proto, trades=trades)
-        ).SerializeToString()
+        header = self._instrument_fields.get(instrument)
+        if header is None:
+            header = self._instrument_fields[instrument] = instrument_field(instrument)
+        message = stream_trades_response(header, trades)
         for subscription in targets:
             subscription.put(message)
 

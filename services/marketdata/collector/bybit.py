@@ -20,6 +20,8 @@ import orjson
 
 from marketdata.collector.frames import (
     IGNORED,
+    INT64_MAX,
+    INT64_MIN,
     PONG,
     BookUpdate,
     Frame,
@@ -28,7 +30,10 @@ from marketdata.collector.frames import (
     Trade,
     decimal_text,
     integer,
+    is_int64,
     json_object,
+    optional_text,
+    remember_decimal,
 )
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import common_pb2
@@ -109,12 +114,13 @@ class BybitFrameParser:
         self._market = market
         self._by_topic = {TOPIC_PREFIX + symbol: i for symbol, i in instruments.items()}
         self._books = {book_topic(symbol, book_depth): i for symbol, i in (books or {}).items()}
+        self._decimals: set[str] = set()  # prices and sizes already checked (remember_decimal)
 
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
         message = json_object(text)
         topic = message.get("topic")
         if topic is not None:
-            instrument = self._by_topic.get(topic)
+            instrument = self._by_topic.get(topic) if type(topic) is str else None
             if instrument is None:
                 if self._books and type(topic) is str and topic.startswith("orderbook."):
                     return self._book(topic, message, receive_ns)
@@ -138,12 +144,12 @@ class BybitFrameParser:
             problem = "orderbook `data` is not an object"
         elif kind not in ("snapshot", "delta"):
             problem = f"orderbook type is neither snapshot nor delta: {kind!r}"
-        elif type(ts) is not int:
+        elif not is_int64(ts):
             problem = f"ts is not an integer: {ts!r}"
         else:
             update_id, bids, asks = data.get("u"), data.get("b"), data.get("a")
             seq, cts = data.get("seq", 0), message.get("cts", ts)
-            if type(update_id) is not int or update_id < 1:
+            if not is_int64(update_id) or update_id < 1:
                 problem = f"u is not an update id: {update_id!r}"
             elif type(bids) is not list or type(asks) is not list:
                 problem = "b/a are not lists of levels"
@@ -154,11 +160,11 @@ class BybitFrameParser:
                     -1,
                     bids,
                     asks,
-                    cts if type(cts) is int else ts,
+                    cts if is_int64(cts) else ts,
                     ts,
                     receive_ns,
                     snapshot=kind == "snapshot",
-                    cross_sequence=seq if type(seq) is int else 0,
+                    cross_sequence=seq if is_int64(seq) else 0,
                 )
                 return Frame(FrameKind.BOOK, instrument, book=update)
         return Frame(FrameKind.BOOK_INVALID, instrument, detail=problem)
@@ -168,35 +174,60 @@ class BybitFrameParser:
         if type(rows) is not list:
             raise FrameError("publicTrade `data` is not a list")
         event_ms = message.get("ts", 0)
-        if type(event_ms) is not int:
+        if not is_int64(event_ms):
             raise FrameError(f"ts is not an integer: {event_ms!r}")
-        trades = []
+        # The hot loop (up to 1024 rows a frame): checks are inlined and names hoisted into locals;
+        # the helpers in frames.py are only called to raise the error that names the field.
+        sides, trade_type, known = _SIDES, Trade, self._decimals
+        low, high = INT64_MIN, INT64_MAX
+        trades: list[common_pb2.Trade] = []
+        append = trades.append
         for row in rows:
             if type(row) is not dict:
                 raise FrameError("publicTrade row is not an object")
             try:
-                side = _side(row["S"], "S")
+                side_text = row["S"]
                 trade_id = row["i"]
-                if type(trade_id) is not str or not trade_id:
-                    raise FrameError(f"i is not a trade id: {trade_id!r}")
-                trades.append(
-                    Trade(
-                        trade_id=trade_id,
-                        price=decimal_text(row["p"], "p"),
-                        size=decimal_text(row["v"], "v"),
-                        side=side,
-                        exchange_time_ms=integer(row["T"], "T"),
-                        receive_time_ns=receive_ns,
-                        event_time_ms=event_ms,
-                        source=WEBSOCKET,
-                        block_trade=row.get("BT") is True,
-                        rpi=row.get("RPI") is True,
-                        cross_sequence=integer(row.get("seq", 0), "seq"),
-                        tick_direction=row.get("L", "") or "",
-                    )
-                )
+                price = row["p"]
+                size = row["v"]
+                time_ms = row["T"]
             except KeyError as exc:
                 raise FrameError(f"publicTrade row lacks field {exc.args[0]}") from None
+            get = row.get
+            sequence = get("seq", 0)
+            tick_direction = get("L")
+            side = sides.get(side_text) if type(side_text) is str else None
+            if side is None:
+                side = _side(side_text, "S")
+            if type(trade_id) is not str or not trade_id:
+                raise FrameError(f"i is not a trade id: {trade_id!r}")
+            if type(price) is not str or price not in known:
+                remember_decimal(known, price, "p")
+            if type(size) is not str or size not in known:
+                remember_decimal(known, size, "v")
+            if type(time_ms) is not int or not low <= time_ms <= high:
+                time_ms = integer(time_ms, "T")
+            if type(sequence) is not int or not low <= sequence <= high:
+                sequence = integer(sequence, "seq")
+            # Fields left at their default are not passed: each keyword costs the constructor time.
+            trade = trade_type(
+                trade_id=trade_id,
+                price=price,
+                size=size,
+                side=side,
+                exchange_time_ms=time_ms,
+                receive_time_ns=receive_ns,
+                event_time_ms=event_ms,
+                source=WEBSOCKET,
+                cross_sequence=sequence,
+            )
+            if tick_direction is not None:
+                trade.tick_direction = optional_text(tick_direction, "L")
+            if get("BT") is True:
+                trade.block_trade = True
+            if get("RPI") is True:
+                trade.rpi = True
+            append(trade)
         return trades
 
 
@@ -210,7 +241,8 @@ def parse_recent_trades(body: object, receive_ns: int) -> list[common_pb2.Trade]
         raise FrameError("recent-trade response is not an object")
     if body.get("retCode") != 0:
         raise FrameError(f"recent-trade refused: retCode {body.get('retCode')} {body.get('retMsg')}")
-    rows = (body.get("result") or {}).get("list")
+    result = body.get("result")
+    rows = result.get("list") if isinstance(result, dict) else None
     if not isinstance(rows, list):
         raise FrameError("recent-trade response has no result.list")
     trades = []
@@ -219,9 +251,12 @@ def parse_recent_trades(body: object, receive_ns: int) -> list[common_pb2.Trade]
             raise FrameError("recent-trade row is not an object")
         try:
             side = _side(row["side"], "side")
+            exec_id = row["execId"]
+            if type(exec_id) is not str or not exec_id:
+                raise FrameError(f"execId is not a trade id: {exec_id!r}")
             trades.append(
                 Trade(
-                    trade_id=str(row["execId"]),
+                    trade_id=exec_id,
                     price=decimal_text(row["price"], "price"),
                     size=decimal_text(row["size"], "size"),
                     side=side,

@@ -82,6 +82,8 @@ class Collector:
         self._raw_sink = raw_sink or {}
         self._sequencers: dict[InstrumentId, Sequencer] = {}
         self._session: aiohttp.ClientSession | None = None
+        # REST calls (backfills, book snapshots) and their request-weight budgets; set by start()
+        self.rest: ExchangeRest | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -89,9 +91,7 @@ class Collector:
             await self.storage.start()
             self.set_book_snapshot_sink(self.storage.write_book_snapshots)
         self._session = aiohttp.ClientSession()
-        rest = ExchangeRest(self._session, self.settings, self.breakers)
-        for instrument in self.instruments:
-            self._sequencers[instrument] = self._sequencer(instrument, rest)
+        rest = self.use_rest(ExchangeRest(self._session, self.settings, self.breakers))
         books = self.books
         feeds = [
             Feed(
@@ -100,7 +100,7 @@ class Collector:
                 self.settings,
                 self._session,
                 self.stats[market],
-                self._on_trades,
+                self.on_trades,
                 self._on_connected,
                 self._raw_sink.get(market),
                 books=books.instruments if books is not None else (),
@@ -123,6 +123,18 @@ class Collector:
                 "markets": [m.value for m in self.markets],
             },
         )
+
+    def use_rest(self, rest: ExchangeRest) -> ExchangeRest:
+        """Take the REST client backfills use and make one sequencer per instrument (start() calls
+        it; `marketdata bench hotpath` too, to drive the trade path without feeds)."""
+        self.rest = rest
+        for instrument in self.instruments:
+            self._sequencers[instrument] = self._sequencer(instrument, rest)
+        return rest
+
+    def on_trades(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:
+        """Trades of one frame, in arrival order, to the instrument's sequencer (feeds call it)."""
+        self._sequencers[instrument].on_trades(trades)
 
     async def _run(self, feeds: Sequence[Feed]) -> None:
         async with asyncio.TaskGroup() as group:
@@ -149,9 +161,6 @@ class Collector:
             recent,
             bybit.recent_trades_limit(instrument.market),
         )
-
-    def _on_trades(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:
-        self._sequencers[instrument].on_trades(trades)
 
     def _on_connected(self, instruments: Sequence[InstrumentId]) -> None:
         for instrument in instruments:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import aiohttp
 
-from marketdata.collector.frames import Frame, FrameError, FrameKind
+from marketdata.collector.frames import Frame, FrameError, FrameKind, Trade
 from marketdata.collector.stats import FeedStats
 from marketdata.core.instruments import InstrumentId
 
@@ -63,8 +63,13 @@ class FeedConnection:
         raw_sink: RawSink | None = None,
         on_subscribed: Callable[[], None] | None = None,
         on_book: BookSink | None = None,
+        on_first_data: Callable[[], None] | None = None,
     ) -> None:
         self.id = next(_ids)
+        # Called once, on the first trade or depth frame: for Binance (subscribed by URL) that is the
+        # proof the connect worked (collector/feed.py tells the connect breaker).
+        self._on_first_data = on_first_data
+        self.data_seen = False
         self._on_book = on_book
         self._on_subscribed = on_subscribed
         self.reader: asyncio.Task[str] | None = None
@@ -72,6 +77,8 @@ class FeedConnection:
         self._session = session
         self._stats = stats
         self._on_trades = on_trades
+        self._pending: dict[InstrumentId, list[Trade]] = {}  # read, not yet handed to on_trades
+        self._latencies: list[int] = []  # latency samples of the frames of those trades
         self._stale_timeout_s = stale_timeout_s
         self._raw_sink = raw_sink
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -152,15 +159,35 @@ class FeedConnection:
     async def _read(self) -> None:
         ws = self._ws
         assert ws is not None
+        try:
+            await self._read_frames(ws)
+        finally:
+            self._deliver_pending()  # nothing read may be lost when the connection ends
+
+    async def _read_frames(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         stats = self._stats
         parse = self.plan.parser.parse
         raw_sink = self._raw_sink
         text_type = aiohttp.WSMsgType.TEXT
-        observe_latency = stats.latency.observe
+        trades_kind = FrameKind.TRADES
+        add_latency = self._latencies.append
+        time_ns, monotonic = time.time_ns, time.monotonic
+        # Trades of this event-loop turn per instrument, handed on once per turn (_deliver_pending),
+        # so that the sequencer and the bus run once per batch rather than once per frame.
+        pending = self._pending
+        call_soon = asyncio.get_running_loop().call_soon
+        deliver = self._deliver_pending
+        last_instrument: InstrumentId | None = None
+        last_batch: list[Trade] = []
+        # True once this connection is marked subscribed and has had data: the one-off steps of the
+        # first trade frame are then skipped with one local test per frame.
+        settled = False
         while True:
+            # aiohttp hands out frames already buffered without suspending: a backlog is read in one
+            # go, and its trades are delivered when the reader waits for the socket again.
             message = await ws.receive()
-            now_ns = time.time_ns()
-            self._last_frame = time.monotonic()
+            now_ns = time_ns()
+            self._last_frame = monotonic()
             if message.type is text_type:
                 text: str = message.data
                 stats.messages += 1
@@ -173,20 +200,33 @@ class FeedConnection:
                 except FrameError as exc:
                     self._parse_error(str(exc), text)
                     continue
-                if frame.kind is FrameKind.TRADES:
-                    if not self.subscribed.is_set():
-                        # Data proves the subscription even if an acknowledgement was lost or
-                        # never sent; mark it first so sequencers see the (re)connect before its trades.
-                        self._mark_subscribed()
+                if frame.kind is trades_kind:
                     trades = frame.trades
+                    if not settled:
+                        settled = self._settle(bool(trades))
                     if trades:
-                        # One latency sample per frame (its last trade), not per trade.
-                        observe_latency(now_ns // 1_000_000 - trades[-1].exchange_time_ms)
-                        self._on_trades(frame.instrument, trades)  # type: ignore[arg-type]
-                        self.first_data.set()
+                        # One latency sample per frame (its last trade), not per trade; into the
+                        # histogram with the trades, once per turn.
+                        add_latency(now_ns // 1_000_000 - trades[-1].exchange_time_ms)
+                        instrument = frame.instrument
+                        if pending and instrument is last_instrument:
+                            last_batch += trades  # a run of one instrument: no hashing
+                        else:
+                            batch = pending.get(instrument)  # type: ignore[arg-type]
+                            if batch is None:
+                                if not pending:
+                                    call_soon(deliver)
+                                batch = pending[instrument] = trades  # type: ignore[index]
+                            else:
+                                batch += trades
+                            # While `pending` is not empty, last_batch is pending[last_instrument].
+                            last_instrument, last_batch = instrument, batch
                 elif frame.kind is FrameKind.BOOK or frame.kind is FrameKind.BOOK_INVALID:
-                    if frame.kind is FrameKind.BOOK and not self.subscribed.is_set():
-                        self._mark_subscribed()  # data proves the subscription, as for trades
+                    if frame.kind is FrameKind.BOOK:
+                        if not self.subscribed.is_set():
+                            self._mark_subscribed()  # data proves the subscription, as for trades
+                        if not self.data_seen:
+                            self._first_data()
                     if self._on_book is not None:
                         self._on_book(frame)
                 elif frame.kind is not FrameKind.IGNORED:
@@ -207,6 +247,37 @@ class FeedConnection:
                     else f"connection lost ({message.type.name})"
                 )
                 return
+
+    def _deliver_pending(self) -> None:
+        """Hand the trades read since the last call to the sink, one list per instrument, and
+        their frames' latency samples to the feed's histogram."""
+        latencies = self._latencies
+        if latencies:
+            self._stats.latency.observe_many(latencies)
+            latencies.clear()
+        pending = self._pending
+        if pending:
+            batches = list(pending.items())
+            pending.clear()
+            for instrument, trades in batches:
+                self._on_trades(instrument, trades)
+
+    def _settle(self, has_trades: bool) -> bool:
+        """The one-off steps of a trade frame; True once none is left to do on this connection."""
+        if not self.subscribed.is_set():
+            # Data proves the subscription even if an acknowledgement was lost or never sent; mark
+            # it first so sequencers see the (re)connect before its trades.
+            self._mark_subscribed()
+        if not self.data_seen:
+            self._first_data()
+        if has_trades:
+            self.first_data.set()
+        return self.first_data.is_set()
+
+    def _first_data(self) -> None:
+        self.data_seen = True
+        if self._on_first_data is not None:
+            self._on_first_data()
 
     def _control(self, frame: Frame) -> None:
         if frame.kind is FrameKind.SUBSCRIBED:

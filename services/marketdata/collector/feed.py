@@ -194,7 +194,11 @@ class Feed:
             try:
                 reason = await self._serve(connection, plan, index)
             finally:
-                self._live.pop(index, None)
+                served = self._live.pop(index, connection)
+            if not plan.subscribe and not served.data_seen and self._breaker is not None:
+                # Binance subscribes in the URL: a connection that ends before any data did not
+                # really connect (an exchange accepting and dropping us), so the breaker counts it.
+                self._breaker.failure(f"connection ended before any data: {reason}"[:200])
             if self._on_disconnected is not None:
                 self._on_disconnected(self._chunks[index])
             self._set_up(index, False)
@@ -220,6 +224,8 @@ class Feed:
             self._raw_sink,
             on_subscribed=lambda: self._on_connected(chunk),
             on_book=self._on_book,
+            # Binance: the first data frame, not the open socket, proves the connect (see _open)
+            on_first_data=self._breaker.success if self._breaker is not None and not plan.subscribe else None,
         )
 
     async def _open(self, plan: ConnectionPlan, backoff: Backoff) -> FeedConnection:
@@ -238,8 +244,8 @@ class Feed:
                 await asyncio.wait_for(connection.open(), timeout=SUBSCRIBE_TIMEOUT_S)
                 if plan.subscribe:
                     connection = await self._await_subscribed(connection)
-                if breaker is not None:
-                    breaker.success()
+                    if breaker is not None:
+                        breaker.success()  # Bybit: the acknowledgement proves the connect
                 return connection
             except (aiohttp.ClientError, OSError, TimeoutError, SubscriptionRejected, _Ended) as exc:
                 await connection.close()

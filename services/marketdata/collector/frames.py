@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum, auto
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -14,9 +14,14 @@ from marketdata.v1 import common_pb2
 
 Trade = common_pb2.Trade
 
-# Exchange decimals: digits, optionally a fraction. Anything else (exponents, signs, "NaN") is refused
-# so that no value that could not be binned exactly travels downstream.
-_DECIMAL = re.compile(r"\d{1,30}(?:\.\d{1,30})?\Z")
+# Exchange decimals: ASCII digits, optionally a fraction. Anything else (exponents, signs, "NaN",
+# Unicode digits) is refused so that no value that could not be binned exactly travels downstream.
+_DECIMAL = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,30})?\Z")
+# Largest set of decimal strings a parser remembers as already checked (remember_decimal).
+KNOWN_DECIMALS_MAX = 4096
+# Times, ids and sequences travel as int64 (proto) fields.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+INT64_MIN, INT64_MAX = _INT64_MIN, _INT64_MAX
 
 
 class FrameError(ValueError):
@@ -75,12 +80,39 @@ def decimal_text(value: object, name: str) -> str:
     return value
 
 
+def remember_decimal(known: set[str], value: object, name: str) -> None:
+    """decimal_text() for a parser's hot loop: `known` holds the strings it already accepted (prices
+    and sizes repeat, and a set lookup costs a fifth of the pattern match), so the loop checks
+    `type(v) is str and v in known` inline and calls this only for a new string, which is checked
+    and remembered; FrameError naming the field as decimal_text. The set is emptied when it
+    reaches KNOWN_DECIMALS_MAX strings."""
+    text = decimal_text(value, name)
+    if len(known) >= KNOWN_DECIMALS_MAX:
+        known.clear()
+    known.add(text)
+
+
 def integer(value: object, name: str) -> int:
-    if type(value) is int:
+    """An int64 given as a JSON integer or a string of ASCII digits, or FrameError naming the field."""
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
         return value
-    if type(value) is str and value.isdigit():
-        return int(value)
     raise FrameError(f"{name} is not an integer: {value!r}")
+
+
+def is_int64(value: object) -> TypeGuard[int]:
+    """A JSON integer that fits the int64 fields it travels in (update ids, times)."""
+    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+
+
+def optional_text(value: object, name: str) -> str:
+    """An optional string field ("" when absent or null), or FrameError naming the field."""
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise FrameError(f"{name} is not a string: {value!r}")
+    return value
 
 
 def json_object(text: str | bytes) -> dict[str, Any]:

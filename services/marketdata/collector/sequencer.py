@@ -19,7 +19,6 @@ import contextlib
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -121,6 +120,17 @@ class ConsecutiveIdSequencer(_Base):
         pass
 
     def on_trades(self, trades: list[Trade]) -> None:
+        expected = self._next
+        if expected is not None and not self._held:
+            # The usual case, no gap open and every id the next one: delivered as they came.
+            for trade in trades:
+                if int(trade.trade_id) != expected:
+                    break
+                expected += 1
+            else:
+                self._next = expected
+                self._emit(trades)
+                return
         out: list[Trade] = []
         for trade in trades:
             self._accept(int(trade.trade_id), trade, out)
@@ -243,22 +253,12 @@ class ReconnectWindowSequencer(_Base):
         super().__init__(instrument, feed, publish, settings)
         self._fetch = fetch_recent
         self._window_limit = window_limit
-        self._recent: deque[str] = deque()
+        self._recent: list[str] = []  # delivered ids, oldest first (at most 2 x RECENT_IDS)
         self._recent_set: set[str] = set()
         self._held: list[Trade] = []
         self._last_time_ms: int | None = None
         self._repairing = False
         self._overflowed = False
-
-    def _remember(self, trade_id: str) -> bool:
-        """True the first time an id is seen (within the bounded memory)."""
-        if trade_id in self._recent_set:
-            return False
-        self._recent_set.add(trade_id)
-        self._recent.append(trade_id)
-        if len(self._recent) > RECENT_IDS:
-            self._recent_set.discard(self._recent.popleft())
-        return True
 
     def on_trades(self, trades: list[Trade]) -> None:
         if self._repairing:
@@ -270,7 +270,26 @@ class ReconnectWindowSequencer(_Base):
         self._deliver(trades)
 
     def _deliver(self, trades: list[Trade]) -> None:
-        out = [t for t in trades if self._remember(t.trade_id)]
+        # Duplicates are found in a bounded memory of the last RECENT_IDS or more delivered ids.
+        recent, recent_set = self._recent, self._recent_set
+        ids = [trade.trade_id for trade in trades]
+        if recent_set.isdisjoint(ids) and len(set(ids)) == len(ids):
+            # The usual case, no id seen before nor twice in the list: whole-list operations only.
+            out = trades
+            recent_set.update(ids)
+            recent.extend(ids)
+        else:
+            out = []
+            for trade_id, trade in zip(ids, trades, strict=True):
+                if trade_id not in recent_set:
+                    recent_set.add(trade_id)
+                    recent.append(trade_id)
+                    out.append(trade)
+        if len(recent) >= 2 * RECENT_IDS:
+            # Forget the oldest half in one go: at least RECENT_IDS ids are always remembered.
+            forgotten = recent[:RECENT_IDS]
+            del recent[:RECENT_IDS]
+            recent_set.difference_update(forgotten)
         self._stats.duplicates += len(trades) - len(out)
         if out:
             self._last_time_ms = out[-1].exchange_time_ms

@@ -9,6 +9,7 @@ other methods use the generated handlers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,8 @@ from marketdata.v1 import collector_service_pb2 as collector_pb2
 from marketdata.v1 import collector_service_pb2_grpc as collector_grpc
 
 SERVICE_NAME = collector_pb2.DESCRIPTOR.services_by_name["CollectorService"].full_name
+# How often a composite book stream checks for a switch while its book is quiet (the health tick).
+COMPOSITE_RECHECK_S = 1.0
 
 
 async def _invalid(context: grpc.aio.ServicerContext, field: str, message: str) -> None:
@@ -98,7 +101,8 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
         for market, feed in zip(selected, feeds, strict=True):
             add_book_status(self._collector.books, feed, now_ns)
             feed.health.CopyFrom(health.feed_health(market, now_ns))
-        return collector_pb2.GetFeedStatusResponse(feeds=feeds)
+        failovers = [c.to_proto() for c in health.composites.values()]
+        return collector_pb2.GetFeedStatusResponse(feeds=feeds, failovers=failovers)
 
     async def ListInstruments(
         self, request: collector_pb2.ListInstrumentsRequest, context: grpc.aio.ServicerContext
@@ -138,31 +142,44 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
             )
         return instrument, depth
 
+    async def _book_composite(
+        self, key: str, has_instrument: bool, context: grpc.aio.ServicerContext
+    ) -> Composite:
+        """The composite of a book request; INVALID_ARGUMENT when unknown or no feed keeps its book."""
+        if has_instrument:
+            await _invalid(context, "composite", "give either instrument or composite, not both")
+        try:
+            composite = resolve(self._collector.health.composites, key)
+        except ValueError as exc:
+            await _invalid(context, "composite", str(exc))
+            raise  # not reached
+        if not self._composite_books(composite):
+            await _invalid(context, "composite", f"no order book is kept for {composite.symbol} on any feed")
+        return composite
+
+    def _composite_books(self, composite: Composite) -> list[InstrumentId]:
+        books = self._collector.books
+        return [i for i in composite.candidates if books is not None and books.has_book(i)]
+
+    def _composite_book(self, composite: Composite) -> tuple[InstrumentId, collector_pb2.Failover]:
+        """The book answering for a composite now: the followed feed's, or, when that feed keeps no
+        book, the healthiest feed's with one; and the Failover naming it."""
+        with_books = self._composite_books(composite)
+        selected = composite.selected
+        if selected is None or selected not in with_books:
+            scores = {m: s.result.score for m, s in self._collector.health.feeds.items()}
+            selected = max(with_books, key=lambda i: scores.get(i.market, 0))
+        failover = composite.to_proto()
+        failover.selected.CopyFrom(selected.to_proto())
+        return selected, failover
+
     async def GetOrderBook(
         self, request: collector_pb2.GetOrderBookRequest, context: grpc.aio.ServicerContext
     ) -> collector_pb2.GetOrderBookResponse:
         failover: collector_pb2.Failover | None = None
         if request.composite:
-            if request.HasField("instrument"):
-                await _invalid(context, "composite", "give either instrument or composite, not both")
-            try:
-                composite = resolve(self._collector.health.composites, request.composite)
-            except ValueError as exc:
-                await _invalid(context, "composite", str(exc))
-                raise  # not reached
-            books = self._collector.books
-            with_books = [i for i in composite.candidates if books is not None and books.has_book(i)]
-            if not with_books:
-                await _invalid(
-                    context, "composite", f"no order book is kept for {composite.symbol} on any feed"
-                )
-            selected = composite.selected
-            if selected is None or selected not in with_books:
-                # The composite follows a feed without a book: the healthiest feed with one answers.
-                scores = {m: s.result.score for m, s in self._collector.health.feeds.items()}
-                selected = max(with_books, key=lambda i: scores.get(i.market, 0))
-            failover = composite.to_proto()
-            failover.selected.CopyFrom(selected.to_proto())
+            composite = await self._book_composite(request.composite, request.HasField("instrument"), context)
+            selected, failover = self._composite_book(composite)
             instrument, depth = await self._book_args(selected.to_proto(), True, request.depth, context)
         else:
             instrument, depth = await self._book_args(
@@ -180,9 +197,16 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
     async def StreamOrderBook(
         self, request: collector_pb2.StreamOrderBookRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[collector_pb2.StreamOrderBookResponse]:
-        instrument, depth = await self._book_args(
-            request.instrument, request.HasField("instrument"), request.depth, context
-        )
+        composite: Composite | None = None
+        failover: collector_pb2.Failover | None = None
+        if request.composite:
+            composite = await self._book_composite(request.composite, request.HasField("instrument"), context)
+            selected, failover = self._composite_book(composite)
+            instrument, depth = await self._book_args(selected.to_proto(), True, request.depth, context)
+        else:
+            instrument, depth = await self._book_args(
+                request.instrument, request.HasField("instrument"), request.depth, context
+            )
         interval_ms = request.interval_ms
         if interval_ms and not 10 <= interval_ms <= 3_600_000:
             await _invalid(
@@ -198,10 +222,22 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
                 if not first:
                     if interval_ms:
                         await asyncio.sleep(interval_ms / 1000)
-                    else:
+                    elif composite is None:
                         await changed.wait()
                         changed.clear()
+                    else:
+                        # also wake each health tick: the composite may switch while this book is quiet
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(changed.wait(), COMPOSITE_RECHECK_S)
+                        changed.clear()
                 first = False
+                if composite is not None:
+                    now_selected, now_failover = self._composite_book(composite)
+                    if now_selected != instrument:
+                        # the composite switched: follow it, and say so on the next message
+                        books.unwatch(instrument, changed)
+                        instrument, changed, sent = now_selected, books.watch(now_selected), None
+                        failover = now_failover
                 try:
                     view = books.view(instrument, depth)
                 except BookUnavailable:
@@ -210,7 +246,8 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
                 if not interval_ms and mark == sent:
                     continue
                 sent = mark
-                yield collector_pb2.StreamOrderBookResponse(view=view)
+                yield collector_pb2.StreamOrderBookResponse(view=view, failover=failover)
+                failover = None
         finally:
             books.unwatch(instrument, changed)
 

@@ -4,6 +4,10 @@ Every minute of a range comes from exactly one source, so nothing is counted twi
 the live source owns a minute when its subscription to the instrument was unbroken from before that
 minute's start and the minute is among the last LIVE_MINUTES (the open minute and the one before it,
 which storage may still be writing); storage owns every other minute.
+
+Storage keeps 1h bars beside the 1m bars, each always the merge of its hour's 1m bars (same
+transaction), so a range reads one 1h bar for every whole hour inside it that has closed, and 1m bars
+only at its edges: a 30-day range is ~720 bars instead of ~43,200, with identical results.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 LIVE_MINUTES = 2
+MAX_RUN_QUERIES = 4  # StorageSource.bars: hours without a 1h bar read one query per run up to this
 RES_1M = storage_pb2.FOOTPRINT_RESOLUTION_1M
 RES_1H = storage_pb2.FOOTPRINT_RESOLUTION_1H
 
@@ -42,7 +47,11 @@ def now_ms() -> int:
 
 @dataclass
 class MinuteBar:
-    """One instrument's footprint over one bar (1m, or 1h rolled up by retention) from either source."""
+    """One instrument's footprint over one bar (1m, or 1h) from either source.
+
+    From storage: `rows` plus the bar's summary (exact decimal strings as storage sent them; the price
+    fields are "" for bars stored before storage kept them: unknown). From the live stream: `trades`,
+    (exchange_time_ms, price, size, is_buy) in arrival order (the exchange's order), no summary."""
 
     instrument: InstrumentId
     start_ms: int
@@ -50,9 +59,33 @@ class MinuteBar:
     row_size: str
     # (price, buy, sell) as exact decimal strings (storage) ...
     rows: list[tuple[str, str, str]] = field(default_factory=list)
-    # ... or raw trades (price, size, is_buy) from the live stream
-    trades: list[tuple[str, str, bool]] = field(default_factory=list)
+    # ... or raw trades (exchange_time_ms, price, size, is_buy) from the live stream
+    trades: list[tuple[int, str, str, bool]] = field(default_factory=list)
     live: bool = False
+    trade_count: int = 0
+    buy_volume: str = ""
+    sell_volume: str = ""
+    first_trade_time_ms: int = 0
+    last_trade_time_ms: int = 0
+    open: str = ""
+    high: str = ""
+    low: str = ""
+    close: str = ""
+    max_delta: str = ""
+    min_delta: str = ""
+
+    def minutes(self) -> list[int]:
+        """Starts of the minutes holding trades. A 1h bar does not say which of its minutes traded: the
+        minutes from its first trade's to its last trade's (exact for an instrument that trades every
+        minute, an upper bound otherwise)."""
+        if self.length_ms <= MINUTE_MS:
+            return [self.start_ms]
+        if not self.first_trade_time_ms:
+            return [self.start_ms]
+        first = self.first_trade_time_ms - self.first_trade_time_ms % MINUTE_MS
+        return list(
+            range(first, self.last_trade_time_ms - self.last_trade_time_ms % MINUTE_MS + 1, MINUTE_MS)
+        )
 
     def add_to(self, histogram: Histogram, unit: VolumeUnit) -> None:
         if self.rows:
@@ -60,7 +93,7 @@ class MinuteBar:
         grid = histogram.grid
         quote = unit is VolumeUnit.QUOTE
         shift = histogram.volume_scale - 18
-        for price, size, is_buy in self.trades:
+        for _, price, size, is_buy in self.trades:
             units = to_units(price, grid.decimals)
             volume = volume_units(size)
             if quote:
@@ -75,20 +108,47 @@ class StorageSource:
         self._stub = storage_grpc.StorageServiceStub(channel)  # type: ignore[no-untyped-call]
         self._max_range_ms = max(max_range_ms, HOUR_MS)
 
-    async def bars(self, instrument: InstrumentId, start: int, end: int) -> list[MinuteBar]:
-        """1m bars in [start, end), plus 1h bars for whole hours inside it that hold no 1m bar."""
-        minute = await self._query(instrument, start, end, RES_1M, MINUTE_MS)
+    async def bars(
+        self, instrument: InstrumentId, start: int, end: int, *, closed_before: int | None = None
+    ) -> list[MinuteBar]:
+        """The footprint of [start, end) as bars, oldest first: one 1h bar per whole hour inside the
+        range that ended by `closed_before` (default: LIVE_MINUTES before now), 1m bars elsewhere.
+        An hour without a 1h bar is read from its 1m bars (a store still being migrated)."""
+        horizon = (now_ms() - LIVE_MINUTES * MINUTE_MS) if closed_before is None else closed_before
         first_hour = start + (-start) % HOUR_MS
-        last_hour = end - end % HOUR_MS
+        last_hour = min(end - end % HOUR_MS, horizon - horizon % HOUR_MS)
+        if last_hour <= first_hour:
+            return await self._query(instrument, start, end, RES_1M, MINUTE_MS)
+        hourly = await self._query(instrument, first_hour, last_hour, RES_1H, HOUR_MS)
+        held = {b.start_ms for b in hourly}
+        runs: list[tuple[int, int]] = []  # runs of hours without a 1h bar (no trades, or not migrated)
+        run_start: int | None = None
+        for hour in range(first_hour, last_hour + HOUR_MS, HOUR_MS):
+            if hour < last_hour and hour not in held:
+                run_start = hour if run_start is None else run_start
+            elif run_start is not None:
+                runs.append((run_start, hour))
+                run_start = None
+        out = hourly
+        for a, b in [(start, first_hour), (last_hour, end), *runs[:MAX_RUN_QUERIES]]:
+            if b > a:
+                out += await self._query(instrument, a, b, RES_1M, MINUTE_MS)
+        if len(runs) > MAX_RUN_QUERIES:  # a sparse instrument: one query for the rest, minus held hours
+            rest = await self._query(instrument, runs[MAX_RUN_QUERIES][0], runs[-1][1], RES_1M, MINUTE_MS)
+            out += [b for b in rest if b.start_ms - b.start_ms % HOUR_MS not in held]
+        return sorted(out, key=lambda bar: bar.start_ms)
+
+    async def minute_bars(self, instrument: InstrumentId, start: int, end: int) -> list[MinuteBar]:
+        """1m bars of [start, end), for readers that need minute resolution (order flow below 1h);
+        hours whose 1m bars retention removed come as their 1h bar."""
+        minute = await self._query(instrument, start, end, RES_1M, MINUTE_MS)
+        first_hour, last_hour = start + (-start) % HOUR_MS, end - end % HOUR_MS
         if last_hour <= first_hour:
             return minute
-        hours_with_minutes = {b.start_ms - b.start_ms % HOUR_MS for b in minute}
-        hourly = [
-            b
-            for b in await self._query(instrument, first_hour, last_hour, RES_1H, HOUR_MS)
-            if b.start_ms not in hours_with_minutes
-        ]
-        return sorted(minute + hourly, key=lambda b: b.start_ms)
+        with_minutes = {b.start_ms - b.start_ms % HOUR_MS for b in minute}
+        hourly = await self._query(instrument, first_hour, last_hour, RES_1H, HOUR_MS)
+        rolled_up = [b for b in hourly if b.start_ms not in with_minutes]
+        return sorted(minute + rolled_up, key=lambda bar: bar.start_ms)
 
     async def _query(
         self, instrument: InstrumentId, start: int, end: int, resolution: int, length: int
@@ -112,6 +172,17 @@ class StorageSource:
                             length,
                             bar.row_size,
                             [(r.price, r.buy_volume, r.sell_volume) for r in bar.rows],
+                            trade_count=bar.trades,
+                            buy_volume=bar.buy_volume,
+                            sell_volume=bar.sell_volume,
+                            first_trade_time_ms=bar.first_trade_time_ms,
+                            last_trade_time_ms=bar.last_trade_time_ms,
+                            open=bar.open,
+                            high=bar.high,
+                            low=bar.low,
+                            close=bar.close,
+                            max_delta=bar.max_delta,
+                            min_delta=bar.min_delta,
                         )
                     )
             chunk_start = chunk_end
@@ -151,24 +222,35 @@ class StorageSource:
 
 
 class _LiveBook:
-    """Trades of one instrument by minute, for the last few minutes, deduplicated by trade id."""
+    """Trades of one instrument by minute, for the last few minutes, deduplicated by trade id; each
+    minute's trades as (exchange_time_ms, price, size, is_buy) in arrival order."""
 
     __slots__ = ("continuous_from", "ids", "minutes")
 
     def __init__(self) -> None:
         self.continuous_from: int | None = None  # first minute the subscription saw whole
-        self.minutes: dict[int, list[tuple[str, str, bool]]] = {}
+        self.minutes: dict[int, list[tuple[int, str, str, bool]]] = {}
         self.ids: dict[int, set[str]] = {}
 
-    def add(self, trade: common_pb2.Trade) -> None:
-        minute = trade.exchange_time_ms - trade.exchange_time_ms % MINUTE_MS
-        ids = self.ids.setdefault(minute, set())
-        if trade.trade_id in ids:
-            return
-        ids.add(trade.trade_id)
-        self.minutes.setdefault(minute, []).append(
-            (trade.price, trade.size, trade.side == common_pb2.SIDE_BUY)
-        )
+    def add(self, trades: Iterable[common_pb2.Trade]) -> None:
+        """Take a batch (the minute's id set and list are looked up once per run of one minute)."""
+        current = -1
+        ids: set[str] = set()
+        bucket: list[tuple[int, str, str, bool]] = []
+        append = bucket.append
+        buy = common_pb2.SIDE_BUY
+        for trade in trades:
+            t = trade.exchange_time_ms
+            minute = t - t % MINUTE_MS
+            if minute != current:
+                current = minute
+                ids = self.ids.setdefault(minute, set())
+                append = self.minutes.setdefault(minute, []).append
+            trade_id = trade.trade_id
+            if trade_id in ids:
+                continue
+            ids.add(trade_id)
+            append((t, trade.price, trade.size, trade.side == buy))
 
     def prune(self, oldest_kept: int) -> None:
         for minute in [m for m in self.minutes if m < oldest_kept]:
@@ -180,7 +262,8 @@ class LiveTrades:
     """A StreamTrades subscription to the collector keeping the last LIVE_MINUTES minutes per instrument.
 
     Cost per trade: one dict lookup, one set insert and one list append (no decimal parsing until a
-    profile asks for the minute).
+    profile asks for the minute). Bars keep each trade's exchange time and arrival order, so consumers
+    (order flow) can derive open/high/low/close and intrabar delta from them.
     """
 
     def __init__(self, channel: grpc.aio.Channel, instruments: Iterable[InstrumentId]) -> None:
@@ -238,8 +321,7 @@ class LiveTrades:
         book = self._books.get(instrument)
         if book is None:
             return
-        for trade in batch.trades:
-            book.add(trade)
+        book.add(batch.trades)
         self.trades_seen += len(batch.trades)
         current = now_ms()
         book.prune(current - current % MINUTE_MS - (LIVE_MINUTES + 1) * MINUTE_MS)
@@ -269,7 +351,15 @@ class LiveTrades:
     def bars(self, instrument: InstrumentId, start: int, end: int, row_size: str) -> list[MinuteBar]:
         book = self._books[instrument]
         return [
-            MinuteBar(instrument, minute, MINUTE_MS, row_size, trades=list(trades), live=True)
+            MinuteBar(
+                instrument,
+                minute,
+                MINUTE_MS,
+                row_size,
+                trades=list(trades),
+                live=True,
+                trade_count=len(trades),
+            )
             for minute, trades in sorted(book.minutes.items())
             if start <= minute < end and trades
         ]

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from marketdata.core.instruments import InstrumentId, MarketKey, parse_instrument_list
+from marketdata.mcp.access import DEFAULT_TIERS, Tier, parse_tiers, parse_tokens
 
 ENV_PREFIX = "MARKETDATA_"
 CONFIG_FILE_ENV = "MARKETDATA_CONFIG"
@@ -184,6 +185,11 @@ def _non_negative_float(text: str) -> float:
 
 
 def _text(text: str) -> str:
+    return text.strip()
+
+
+def _mcp_tokens(text: str) -> str:
+    parse_tokens(text)  # validates; the bridge parses it again into hashed grants
     return text.strip()
 
 
@@ -476,6 +482,62 @@ class Settings:
         _non_negative_int,
         "Closed-range chunks (a UTC day or hour of one instrument's profile) kept in process (0: none); "
         "with MARKETDATA_REDIS_URL they go to Redis instead.",
+    )
+
+    order_flow_port: int = _setting("50054", _port, "Order-flow gRPC port.")
+    order_flow_metrics_port: int = _setting("9104", _port, "Order-flow Prometheus metrics port (/metrics).")
+    order_flow_addr: str = _setting(
+        "",
+        _text,
+        "Where clients (`marketdata flow`, `marketdata tail flow`) reach the order-flow service, e.g. "
+        "`127.0.0.1:50054`; empty: 127.0.0.1 and MARKETDATA_ORDER_FLOW_PORT.",
+    )
+    order_flow_max_range: float = _setting("31d", _duration, "Longest range one GetOrderFlow may cover.")
+    order_flow_max_bars: int = _setting("5000", _positive_int, "Most bars one GetOrderFlow may return.")
+    order_flow_max_instruments: int = _setting(
+        "16", _positive_int, "Most instruments plus composites one order-flow request may aggregate."
+    )
+    order_flow_max_rows: int = _setting(
+        "20000", _positive_int, "Most footprint rows one bar may span (a smaller row size is refused)."
+    )
+    order_flow_max_large_trades: int = _setting(
+        "1000", _positive_int, "Most large trades one GetOrderFlow lists (per-bar counts stay complete)."
+    )
+    order_flow_cache_entries: int = _setting(
+        "20000",
+        _non_negative_int,
+        "Closed stored minutes (one instrument's 1m footprint on one grid) kept in process for reuse by "
+        "later requests and streams (0: none).",
+    )
+    order_flow_cache_ttl: float = _setting(
+        "5m",
+        _duration,
+        "How long a cached closed minute is used before it is read again (late trades show up within it).",
+    )
+    order_flow_stream_buffer: int = _setting(
+        "10000",
+        _positive_int,
+        "Updates each StreamOrderFlow subscription key keeps for resuming by cursor.",
+    )
+
+    mcp_port: int = _setting("8080", _port, "MCP bridge HTTP port: streamable HTTP at /mcp, GET /health.")
+    mcp_metrics_port: int = _setting("9105", _port, "MCP bridge Prometheus metrics port (/metrics).")
+    mcp_tokens: str = _setting(
+        "",
+        _mcp_tokens,
+        "MCP bearer tokens, comma-separated `TOKEN` or `TOKEN:TIER` (no tier: `standard`); HTTP needs at "
+        "least one (docs/mcp.md). Tokens are never logged.",
+        secret=True,
+    )
+    mcp_tiers: tuple[Tier, ...] = _setting(
+        DEFAULT_TIERS,
+        parse_tiers,
+        "MCP rate-limit tiers, comma-separated `NAME=PER_MINUTE/PER_DAY` tool calls per token (0: no "
+        "limit); past a limit HTTP answers 429 with Retry-After. Counted across replicas in "
+        "MARKETDATA_REDIS_URL when set, else per replica.",
+    )
+    mcp_backend_timeout_s: float = _setting(
+        "10", _positive_float, "Deadline of each gRPC call the MCP bridge makes for a tool."
     )
 
     def public_items(self) -> dict[str, Any]:

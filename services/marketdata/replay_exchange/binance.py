@@ -100,6 +100,30 @@ def trade_payload(market: MarketKey, symbol: str, trade: Trade) -> bytes:
     )
 
 
+def agg_trade_stream(symbol: str) -> str:
+    return f"{symbol.lower()}@aggTrade"
+
+
+def agg_trade_payload(market: MarketKey, symbol: str, trade: Trade) -> bytes:
+    """The `@aggTrade` event for one generated trade: each trade is its own aggregate (a = f = l = the
+    trade id), which keeps aggregate and raw streams countable one to one for benchmarks."""
+    event: dict[str, object] = {
+        "e": "aggTrade",
+        "E": trade.time_ms,
+        "s": symbol,
+        "a": trade.trade_id,
+        "p": trade.price,
+        "q": trade.qty,
+        "f": trade.trade_id,
+        "l": trade.trade_id,
+        "T": trade.time_ms,
+        "m": not trade.is_buy,
+    }
+    if market == MarketKey.BINANCE_SPOT:
+        event["M"] = True
+    return orjson.dumps(event)
+
+
 def combined(stream: str, payload: bytes) -> bytes:
     """The combined-stream wrapper, built by concatenation so `data` stays byte-identical."""
     return b'{"stream":"' + stream.encode() + b'","data":' + payload + b"}"

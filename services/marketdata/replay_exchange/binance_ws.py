@@ -58,6 +58,11 @@ async def serve(
 ) -> web.StreamResponse:
     names = _url_streams(request, combined)
     bad = [name for name in names if binance.parse_stream(name, market) is None]
+    if bad and not combined and len(names) == 1 and "@" not in names[0]:
+        # `/ws/<one name>` is also where user-data listen keys go, so Binance opens the connection for
+        # a name that is no market stream (no `@`) and streams nothing on it; clients (ccxt's `/ws/0`)
+        # rely on that and SUBSCRIBE over the socket. A malformed stream name still fails the handshake.
+        names, bad = [], []
     if bad:
         return web.json_response({"code": -1121, "msg": f"Invalid stream name: {bad[0]}"}, status=400)
     fault = state.faults.take_reject(market) if names else None
@@ -83,6 +88,8 @@ async def serve(
                 peer.send(handle_request(state, peer, msg.data), now=now)
             elif msg.type == WSMsgType.BINARY:
                 peer.send(_invalid_json(1, 1), now=now)
+            elif peer.deaf(now):
+                continue  # ping_timeout fault: the client's pings and pongs are lost
             elif msg.type == WSMsgType.PING:
                 peer.send(msg.data, OP_PONG, now)
             elif msg.type == WSMsgType.PONG:

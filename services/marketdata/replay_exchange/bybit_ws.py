@@ -41,10 +41,12 @@ async def serve(request: web.Request, state: ReplayState, market: MarketKey) -> 
         async for msg in ws:
             now = state.now()
             if msg.type == WSMsgType.TEXT:
-                peer.send(handle_request(state, peer, msg.data, now), now=now)
+                answer = handle_request(state, peer, msg.data, now)
+                if answer:
+                    peer.send(answer, now=now)
             elif msg.type == WSMsgType.BINARY:
                 peer.send(_decode_error(peer, msg.data.decode("utf-8", "replace")), now=now)
-            elif msg.type == WSMsgType.PING:
+            elif msg.type == WSMsgType.PING and not peer.deaf(now):
                 peer.last_client_ping = now
                 peer.send(msg.data, OP_PONG, now)
     finally:
@@ -53,7 +55,8 @@ async def serve(request: web.Request, state: ReplayState, market: MarketKey) -> 
 
 
 def handle_request(state: ReplayState, peer: Peer, text: str, now: float) -> bytes:
-    """Answer one request; bad input gets Bybit's success:false answer and the socket stays open."""
+    """Answer one request (b"" when nothing answers); bad input gets Bybit's success:false answer and the
+    socket stays open."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -64,6 +67,8 @@ def handle_request(state: ReplayState, peer: Peer, text: str, now: float) -> byt
     req_id = None if req_id is None else str(req_id)
     op = value.get("op")
     if op == "ping":
+        if peer.deaf(now):
+            return b""  # ping_timeout fault: the ping is lost, nothing answers it
         peer.last_client_ping = now
         return bybit.response(peer.market, True, "pong", peer.conn_id, "ping", req_id)
     if op in ("subscribe", "unsubscribe"):

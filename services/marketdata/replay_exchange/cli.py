@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from marketdata.replay_exchange.books import is_rest_capture
 from marketdata.replay_exchange.config import DEFAULT_INSTRUMENTS, RecordingSource, ReplayConfig
 from marketdata.replay_exchange.faults import FAULT_KINDS, parse_fault_text
 from marketdata.replay_exchange.server import ReplayHandle, running_replay_exchange
+from marketdata.replay_exchange.tls import server_context
 
 DEFAULT_PORT = 8765
 
@@ -102,6 +104,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=600.0,
         help="Bybit cuts idle connections after this (default 600)",
     )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve https/wss with this certificate (with --tls-key), as clients that refuse ws:// need",
+    )
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    parser.add_argument(
+        "--max-send-buffer-mb",
+        type=float,
+        default=64.0,
+        help="cut a connection whose unsent data passes this many MB (default 64); benchmarks that let "
+        "a slow client fall behind on purpose raise it",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ReplayConfig:
@@ -139,6 +154,8 @@ def config_from_args(args: argparse.Namespace) -> ReplayConfig:
         spot_ping = futures_ping = args.ping_interval
     if args.max_connection_age <= 0:
         raise ValueError("--max-connection-age must be > 0")
+    if args.max_send_buffer_mb <= 0:
+        raise ValueError("--max-send-buffer-mb must be > 0")
     return ReplayConfig(
         instruments=instruments,
         rate=args.rate,
@@ -155,6 +172,7 @@ def config_from_args(args: argparse.Namespace) -> ReplayConfig:
         faults=tuple(faults),
         max_connection_age_s=args.max_connection_age,
         bybit_idle_timeout_s=args.bybit_idle_timeout,
+        max_send_buffer_bytes=int(args.max_send_buffer_mb * 1024 * 1024),
         # Keep the real ratio of pong deadline to ping interval (spot 60/20, USD-M 600/180).
         binance_spot_ping_interval_s=spot_ping,
         binance_spot_pong_timeout_s=spot_ping * 3,
@@ -185,8 +203,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"marketdata replay-exchange: {exc}", file=sys.stderr)
         return 2
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("marketdata replay-exchange: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     try:
-        asyncio.run(_serve_until_signal(config, args.host, args.port))
+        context = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    except ValueError as exc:
+        print(f"marketdata replay-exchange: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve_until_signal(config, args.host, args.port, context))
     except ValueError as exc:  # a recording that cannot be read
         print(f"marketdata replay-exchange: {exc}", file=sys.stderr)
         return 2
@@ -196,13 +222,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_until_signal(config: ReplayConfig, host: str, port: int) -> None:
+async def _serve_until_signal(
+    config: ReplayConfig, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with running_replay_exchange(config, host, port) as handle:
+        async with running_replay_exchange(config, host, port, ssl_context) as handle:
             print(_listening_line(handle), flush=True)
             await stop.wait()
     finally:

@@ -103,6 +103,14 @@ def _stall(state: ReplayState, spec: FaultSpec) -> dict[str, Any]:
     return {"connections": len(peers)}
 
 
+def _ping_timeout(state: ReplayState, spec: FaultSpec) -> dict[str, Any]:
+    peers = _peers(state, spec)
+    until = state.now() + spec.seconds
+    for peer in peers:
+        peer.deaf_until = max(peer.deaf_until, until)
+    return {"connections": len(peers)}
+
+
 def _shutdown(state: ReplayState, spec: FaultSpec) -> dict[str, Any]:
     peers = [p for p in _peers(state, spec) if p.market.is_binance]
     payload = binance.server_shutdown(time.time_ns() // 1_000_000)
@@ -179,6 +187,7 @@ _ACTIONS = {
     "skip": _skip,
     "malformed": _malformed,
     "stall": _stall,
+    "ping_timeout": _ping_timeout,
     "shutdown": _shutdown,
     "max_age": _max_age,
     "reject": _reject,

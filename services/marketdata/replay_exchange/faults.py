@@ -14,7 +14,10 @@ from typing import Any
 from marketdata.core.instruments import InstrumentId, MarketKey
 
 DROP_MODES = ("close", "abort")
+# Cycled through when no variant is given; `oversized` (a frame of OVERSIZED_FRAME_BYTES, bigger than
+# any real exchange frame and than the collector's frame limit) only when asked for by name.
 MALFORMED_VARIANTS = ("truncated", "text", "binary", "unknown_event", "missing_field", "bad_price")
+MALFORMED_ON_REQUEST = ("oversized",)
 REST_STATUSES = (429, 418, 500)
 BOOK_MALFORMED_VARIANTS = ("negative_size", "non_numeric", "unknown_symbol")
 
@@ -24,6 +27,10 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "skip": ("market", "exchange", "instrument", "count"),
     "malformed": ("market", "exchange", "count", "variant"),
     "stall": ("market", "exchange", "seconds"),
+    # The client's keepalives are lost for `seconds`: Binance ignores its pongs (and pings), so the
+    # connection is cut at the pong deadline (1008 "pong timeout"); Bybit answers no `op:ping`, so an
+    # idle connection is cut. Data keeps flowing meanwhile.
+    "ping_timeout": ("market", "exchange", "seconds"),
     "shutdown": ("market", "seconds"),
     "max_age": ("market", "exchange", "seconds"),
     "reject": ("market", "exchange", "count", "message"),
@@ -192,13 +199,14 @@ def _check(spec: FaultSpec) -> None:
         raise ValueError("book_reset fault: u=1 resets are Bybit's; market must be bybit-*")
     if kind == "stale_snapshot" and target is not None and not target.is_binance:
         raise ValueError("stale_snapshot fault: REST snapshots are Binance's; market must be binance-*")
-    if kind == "malformed" and spec.variant and spec.variant not in MALFORMED_VARIANTS:
+    variants = MALFORMED_VARIANTS + MALFORMED_ON_REQUEST
+    if kind == "malformed" and spec.variant and spec.variant not in variants:
         raise ValueError(
-            f"malformed fault: variant must be one of {', '.join(MALFORMED_VARIANTS)}, got {spec.variant!r}"
+            f"malformed fault: variant must be one of {', '.join(variants)}, got {spec.variant!r}"
         )
     if kind == "rest" and spec.status not in REST_STATUSES:
         raise ValueError(f"rest fault: status must be one of 429, 418, 500, got {spec.status}")
-    if kind in ("stall", "max_age") and spec.seconds <= 0:
+    if kind in ("stall", "max_age", "ping_timeout") and spec.seconds <= 0:
         raise ValueError(f"{kind} fault: seconds must be > 0")
     if kind == "shutdown" and spec.market is not None and not spec.market.is_binance:
         raise ValueError("shutdown fault: serverShutdown is a Binance event; market must be binance-*")

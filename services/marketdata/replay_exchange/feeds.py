@@ -7,7 +7,7 @@ bytes are queued to every receiving connection; the outbox writes them at the en
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import orjson
 
@@ -54,11 +54,21 @@ class MarketFeed:
 
     def _send_binance_trades(self, tape: Tape, trades: list[Trade]) -> None:
         symbol = tape.instrument.symbol
-        stream = binance.trade_stream(symbol)
-        peers = self.hub.receivers.get(stream)
-        if not peers:
-            return
-        payloads = [binance.trade_payload(self.market, symbol, t) for t in trades]
+        frames = 0
+        for stream, payload in (
+            (binance.trade_stream(symbol), binance.trade_payload),
+            (binance.agg_trade_stream(symbol), binance.agg_trade_payload),
+        ):
+            peers = self.hub.receivers.get(stream)
+            if peers:
+                payloads = [payload(self.market, symbol, t) for t in trades]
+                self._send_binance_stream(stream, peers, payloads)
+                frames += len(payloads) * len(peers)
+        if frames:
+            self._mark_sent(tape, trades, frames)
+
+    @staticmethod
+    def _send_binance_stream(stream: str, peers: Iterable[Peer], payloads: list[bytes]) -> None:
         raw: list[bytes] | None = None
         wrapped: list[bytes] | None = None
         for peer in peers:
@@ -71,7 +81,6 @@ class MarketFeed:
                 if raw is None:
                     raw = [ws_frame(p) for p in payloads]
                 peer.queue_many(raw)
-        self._mark_sent(tape, trades, len(trades) * len(peers))
 
     def _send_bybit_trades(self, tape: Tape, trades: list[Trade]) -> None:
         symbol = tape.instrument.symbol

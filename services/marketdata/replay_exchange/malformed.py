@@ -10,6 +10,8 @@ from marketdata.replay_exchange.peers import OP_BINARY, Peer, ws_frame
 
 NOT_JSON = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 BINARY = b"\x00\x01\x02\xfe\xffnot text"
+# `oversized`: bigger than any real exchange frame, and than the collector's frame limit (16 MiB).
+OVERSIZED_FRAME_BYTES = 20 * 1024 * 1024
 
 
 def bad_frame(variant: str, peer: Peer, symbol: str, last_id: int | str, now_ms: int) -> bytes:
@@ -21,6 +23,9 @@ def bad_frame(variant: str, peer: Peer, symbol: str, last_id: int | str, now_ms:
         return ws_frame(NOT_JSON)
     if variant == "binary":
         return ws_frame(BINARY, OP_BINARY)
+    if variant == "oversized":
+        padding = b"x" * OVERSIZED_FRAME_BYTES
+        return ws_frame(b'{"e":"oversized","s":"' + symbol.encode() + b'","pad":"' + padding + b'"}')
     if peer.market.is_binance:
         body = _binance_body(variant, peer.market, symbol, last_id, now_ms)
         stream = binance.trade_stream(symbol)

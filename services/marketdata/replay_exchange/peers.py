@@ -87,6 +87,7 @@ class Peer:
         self.held_bytes = 0  # bytes of `pending` counted while stalled
         self.held_counted = 0  # how many of `pending` are in held_bytes
         self.stalled_until = 0.0
+        self.deaf_until = 0.0  # ping_timeout fault: the client's keepalives are lost until then
         self.opened_at = now
         self.last_sent = now
         self.last_client_ping = now
@@ -112,6 +113,10 @@ class Peer:
 
     def stalled(self, now: float) -> bool:
         return now < self.stalled_until
+
+    def deaf(self, now: float) -> bool:
+        """True while the client's pings and pongs are lost (ping_timeout fault)."""
+        return now < self.deaf_until
 
     def flush(self, now: float) -> bool:
         """Write queued frames; False while a stall holds them back."""

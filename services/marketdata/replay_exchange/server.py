@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -79,22 +80,24 @@ class ReplayHandle:
 
 @contextlib.asynccontextmanager
 async def running_replay_exchange(
-    config: ReplayConfig, host: str = "127.0.0.1", port: int = 0
+    config: ReplayConfig, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
 ) -> AsyncIterator[ReplayHandle]:
-    """Serve on host:port (0 = a free port) for the duration of the block, then shut down cleanly."""
+    """Serve on host:port (0 = a free port) for the duration of the block, then shut down cleanly;
+    over TLS (https/wss) when `ssl_context` is given."""
     app = build_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound_port = int(runner.addresses[0][1])
         url_host = f"[{host}]" if ":" in host else host
+        secure = "s" if ssl_context is not None else ""
         yield ReplayHandle(
             host=host,
             port=bound_port,
-            http_url=f"http://{url_host}:{bound_port}",
-            ws_url=f"ws://{url_host}:{bound_port}",
+            http_url=f"http{secure}://{url_host}:{bound_port}",
+            ws_url=f"ws{secure}://{url_host}:{bound_port}",
             app=app,
         )
     finally:

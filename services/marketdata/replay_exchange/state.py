@@ -184,13 +184,13 @@ class ReplayState:
             self.outbox.flush(now)
 
     def _subscribed_hook(self, market: MarketKey) -> Callable[[str], None]:
-        """Starts a generated instrument when its trade stream is first subscribed (any route)."""
+        """Starts a generated instrument when its trade (or aggTrade) stream is first subscribed (any route)."""
 
         def hook(name: str) -> None:
             if self.generator is None or not self.config.start_on_subscribe:
                 return
             if market.is_binance:
-                symbol = name.partition("@")[0] if name.endswith("@trade") else ""
+                symbol = name.partition("@")[0] if name.endswith(("@trade", "@aggTrade")) else ""
             else:
                 symbol = bybit.topic_symbol(name) if name.startswith("publicTrade.") else ""
             tape = self.find_tape(market, symbol) if symbol else None

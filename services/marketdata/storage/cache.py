@@ -69,6 +69,10 @@ class FootprintCache:
     async def close(self) -> None:
         await self._redis.aclose()
 
+    def invalidate(self) -> None:
+        """Orphan every cached bar (the next call advances the epoch): after a migration rewrote bars."""
+        self._dirty = True
+
     def _error(self, exc: BaseException) -> None:
         self._metrics.cache_errors.inc()
         now = time.monotonic()

@@ -7,11 +7,19 @@ enough for every exchange's sizes, and print canonically ("1.25", "0.003", "0").
 
 A Bar is the writer's working copy of one stored FootprintBar message: it decodes the stored bytes,
 adds newly stored trades, and re-encodes only the rows that changed.
+
+Order-dependent fields (open, close, max_delta, min_delta) follow the bar's trades in (exchange time,
+storage sequence) order: the order storage received trades of one millisecond in. High/low and these
+four are "the price fields"; a bar holds all six or none (`exact` False: a bar written before they
+existed, or one whose raw trades are gone when a late trade needed them). A trade that arrives after
+the bar's last trade (the live case) or before its first one updates them in place; one that lands in
+between sets `needs_recompute`, and the writer recomputes the bar from its stored raw trades
+(`recompute`) before it saves it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from marketdata.core.analytics.exact import (  # shared with the analytics; re-exported here
     MAX_DECIMALS,
@@ -67,15 +75,38 @@ def bar_start(time_ms: int, resolution: int = RES_1M) -> int:
     return time_ms - time_ms % size
 
 
+def _signed_volume(text: str) -> int:
+    return -volume_units(text[1:]) if text.startswith("-") else volume_units(text)
+
+
+def _above(price: str, units: int, than: str, than_units: int, decimals: int) -> bool:
+    """price > than, exactly: by the row-decimal units first, by every digit only when those tie."""
+    if units != than_units:
+        return units > than_units
+    if decimals_of(price) <= decimals and decimals_of(than) <= decimals:
+        return False
+    return to_units(price, MAX_DECIMALS) > to_units(than, MAX_DECIMALS)
+
+
 class Bar:
     """One footprint bar being updated: rows keyed by price units -> [buy, sell, buy_n, sell_n]."""
 
     __slots__ = (
         "_encoded_rows",
+        "_high_units",
+        "_low_units",
         "buy",
+        "close",
         "decimals",
+        "exact",
         "first_ms",
+        "high",
         "last_ms",
+        "low",
+        "max_delta",
+        "min_delta",
+        "needs_recompute",
+        "open",
         "resolution",
         "row_size",
         "rows",
@@ -99,11 +130,24 @@ class Bar:
         self.first_ms = 0
         self.last_ms = 0
         self._encoded_rows: dict[int, bytes] = {}
+        # the price fields (meaningful when exact and trades > 0)
+        self.exact = True
+        self.needs_recompute = False
+        self.open = self.close = self.high = self.low = ""
+        self._high_units = self._low_units = 0
+        self.max_delta = self.min_delta = 0
 
-    def add(self, price: str, size: str, is_buy: bool, time_ms: int) -> None:
+    def add(self, price: str, size: str, is_buy: bool, time_ms: int) -> tuple[int, int]:
+        """Add a newly stored trade (its storage sequence is above every trade the bar holds); returns
+        (price units at this bar's decimals, volume units) for add_parsed on a bar of the same grid."""
         units = to_units(price, self.decimals)
-        key = units - units % self.tick_units
         volume = volume_units(size)
+        self.add_parsed(price, units, volume, is_buy, time_ms)
+        return units, volume
+
+    def add_parsed(self, price: str, units: int, volume: int, is_buy: bool, time_ms: int) -> None:
+        """add() with the price already in units at this bar's decimals and the size in volume units."""
+        key = units - units % self.tick_units
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = [0, 0, 0, 0]
@@ -116,14 +160,102 @@ class Bar:
             row[3] += 1
             self.sell += volume
         self._encoded_rows.pop(key, None)
+        if self.exact:  # the price fields, in place (inline: this runs for every stored trade, twice)
+            if self.trades == 0:
+                self.open = self.close = self.high = self.low = price
+                self._high_units = self._low_units = units
+                self.max_delta = self.min_delta = volume if is_buy else -volume
+            else:
+                if units >= self._high_units and (
+                    units > self._high_units or _above(price, units, self.high, units, self.decimals)
+                ):
+                    self.high, self._high_units = price, units
+                if units <= self._low_units and (
+                    units < self._low_units or _above(self.low, units, price, units, self.decimals)
+                ):
+                    self.low, self._low_units = price, units
+                if time_ms >= self.last_ms:  # after every held trade (same ms: received later)
+                    self.close = price
+                    delta = self.buy - self.sell  # includes this trade
+                    if delta > self.max_delta:
+                        self.max_delta = delta
+                    elif delta < self.min_delta:
+                        self.min_delta = delta
+                elif time_ms < self.first_ms:  # before every held trade: each running delta shifts by it
+                    signed = volume if is_buy else -volume
+                    self.open = price
+                    self.max_delta = max(signed, signed + self.max_delta)
+                    self.min_delta = min(signed, signed + self.min_delta)
+                else:
+                    self.needs_recompute = True
         self.trades += 1
         if self.first_ms == 0 or time_ms < self.first_ms:
             self.first_ms = time_ms
         if time_ms > self.last_ms:
             self.last_ms = time_ms
 
-    def merge(self, other: Bar) -> None:
-        """Add another bar's rows (a roll-up), re-flooring them onto this bar's row size."""
+    def same_grid(self, other: Bar) -> bool:
+        """Rows of both bars are keyed alike (add's units can go to add_parsed)."""
+        return self.decimals == other.decimals and self.tick_units == other.tick_units
+
+    def recompute(self, trades: Sequence[tuple[str, str, bool]]) -> None:
+        """Set the price fields from the bar's raw trades in (exchange time, storage sequence) order;
+        when they are not all of the bar's trades (retention removed some), the fields become unknown."""
+        self.needs_recompute = False
+        if len(trades) != self.trades or not trades:
+            self.exact = False
+            return
+        decimals = self.decimals
+        first_price = trades[0][0]
+        high = low = first_price
+        high_units = low_units = to_units(first_price, decimals)
+        delta = max_delta = min_delta = 0
+        for n, (price, size, is_buy) in enumerate(trades):
+            volume = volume_units(size)
+            delta += volume if is_buy else -volume
+            if n == 0:
+                max_delta = min_delta = delta
+                continue
+            max_delta = max(max_delta, delta)
+            min_delta = min(min_delta, delta)
+            units = to_units(price, decimals)
+            if _above(price, units, high, high_units, decimals):
+                high, high_units = price, units
+            if _above(low, low_units, price, units, decimals):
+                low, low_units = price, units
+        self.exact = True
+        self.open, self.close = first_price, trades[-1][0]
+        self.high, self._high_units, self.low, self._low_units = high, high_units, low, low_units
+        self.max_delta, self.min_delta = max_delta, min_delta
+
+    def price_fields(self) -> tuple[str, str, str, str, str, str] | None:
+        """(open, high, low, close, max_delta, min_delta) as exact decimal text; None when unknown."""
+        if not (self.exact and self.trades):
+            return None
+        return (
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            format_volume(self.max_delta),
+            format_volume(self.min_delta),
+        )
+
+    def set_price_fields(self, fields: Sequence[str] | None) -> None:
+        """Take stored price fields (as price_fields() gives them); None or empty: unknown."""
+        if not fields or not fields[0]:
+            self.exact = self.trades == 0
+            return
+        self.open, self.high, self.low, self.close = fields[0], fields[1], fields[2], fields[3]
+        self._high_units = to_units(self.high, self.decimals)
+        self._low_units = to_units(self.low, self.decimals)
+        self.max_delta, self.min_delta = _signed_volume(fields[4]), _signed_volume(fields[5])
+        self.exact = True
+
+    def merge(self, other: Bar, *, follows: bool = True) -> None:
+        """Add another bar's rows (a roll-up), re-flooring them onto this bar's row size. `follows`:
+        every trade of `other` comes after every trade merged so far (roll-ups merge in start order);
+        otherwise the order-dependent fields cannot be known and become unknown."""
         shift = self.decimals - other.decimals
         for key, (buy, sell, buy_n, sell_n) in other.rows.items():
             units = key * 10**shift if shift >= 0 else key // 10**-shift
@@ -136,12 +268,39 @@ class Bar:
             row[2] += buy_n
             row[3] += sell_n
             self._encoded_rows.pop(units, None)
+        if other.trades:
+            self._merge_price_fields(other, follows)
         self.trades += other.trades
         self.buy += other.buy
         self.sell += other.sell
         if other.first_ms and (self.first_ms == 0 or other.first_ms < self.first_ms):
             self.first_ms = other.first_ms
         self.last_ms = max(self.last_ms, other.last_ms)
+
+    def _merge_price_fields(self, other: Bar, follows: bool) -> None:
+        if not (self.exact and other.exact and (follows or self.trades == 0)):
+            self.exact = False
+            return
+        other_high = to_units(other.high, self.decimals)
+        other_low = to_units(other.low, self.decimals)
+        if self.trades == 0:
+            self.open, self.close = other.open, other.close
+            self.high, self._high_units, self.low, self._low_units = (
+                other.high,
+                other_high,
+                other.low,
+                other_low,
+            )
+            self.max_delta, self.min_delta = other.max_delta, other.min_delta
+            return
+        before = self.buy - self.sell  # the running delta when `other` begins
+        self.close = other.close
+        if _above(other.high, other_high, self.high, self._high_units, self.decimals):
+            self.high, self._high_units = other.high, other_high
+        if _above(self.low, self._low_units, other.low, other_low, self.decimals):
+            self.low, self._low_units = other.low, other_low
+        self.max_delta = max(self.max_delta, before + other.max_delta)
+        self.min_delta = min(self.min_delta, before + other.min_delta)
 
     def _row_bytes(self, key: int) -> bytes:
         encoded = self._encoded_rows.get(key)
@@ -169,9 +328,12 @@ class Bar:
             sell_volume=format_volume(self.sell),
             first_trade_time_ms=self.first_ms,
             last_trade_time_ms=self.last_ms,
-        ).SerializeToString()
+        )
+        fields = self.price_fields()
+        if fields is not None:
+            head.open, head.high, head.low, head.close, head.max_delta, head.min_delta = fields
         row_bytes = self._row_bytes
-        return head + b"".join([row_bytes(key) for key in sorted(self.rows)])
+        return head.SerializeToString() + b"".join([row_bytes(key) for key in sorted(self.rows)])
 
     @classmethod
     def decode(cls, payload: bytes) -> Bar:
@@ -187,6 +349,10 @@ class Bar:
             bar.rows[to_units(row.price, decimals)] = [buy, sell, row.buy_trades, row.sell_trades]
             bar.buy += buy
             bar.sell += sell
+        # empty: written before the price fields existed, or no longer knowable
+        bar.set_price_fields(
+            (message.open, message.high, message.low, message.close, message.max_delta, message.min_delta)
+        )
         return bar
 
     def to_proto(self) -> storage_pb2.FootprintBar:
@@ -194,7 +360,9 @@ class Bar:
 
 
 def roll_up(bars: Iterable[Bar], resolution: int = RES_1H) -> dict[int, Bar]:
-    """Merge bars into coarser bars (by start), each at the largest row size among its inputs."""
+    """Merge bars into coarser bars (by start), each at the largest row size among its inputs; the
+    price fields merge in start order (open of the earliest bar, close of the latest, delta extremes
+    offset by the delta before each bar)."""
     groups: dict[int, list[Bar]] = {}
     for bar in bars:
         groups.setdefault(bar_start(bar.start_ms, resolution), []).append(bar)
@@ -202,7 +370,10 @@ def roll_up(bars: Iterable[Bar], resolution: int = RES_1H) -> dict[int, Bar]:
     for start, members in groups.items():
         row_size = max((m.row_size for m in members), key=lambda r: to_units(r, MAX_DECIMALS))
         merged = Bar(start, row_size, resolution)
+        members.sort(key=lambda m: m.start_ms)
+        previous = None
         for member in members:
-            merged.merge(member)
+            merged.merge(member, follows=previous is None or member.start_ms > previous)
+            previous = member.start_ms
         out[start] = merged
     return out

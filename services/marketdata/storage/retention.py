@@ -1,8 +1,8 @@
-"""Retention tiers: raw trades, book snapshots, 1m bars (rolled up into 1h bars), 1h bars.
+"""Retention tiers: raw trades, book snapshots, 1m bars, 1h bars (kept on ingest beside the 1m bars).
 
 Each collection keeps what is newer than now - its retention, cut at a UTC day boundary, so an
 archive file always holds whole days. Per instrument and day, oldest first: archive (when
-MARKETDATA_STORAGE_ARCHIVE_DIR is set), roll 1m bars up into 1h bars (before 1m bars go), then delete
+MARKETDATA_STORAGE_ARCHIVE_DIR is set), make sure every hour has its 1h bar (before 1m bars go), then delete
 in hour-long transactions on the writer thread, so ingest commits interleave with a big cleanup.
 Everything is idempotent: a crash at any point is repaired by the next run.
 """
@@ -18,7 +18,7 @@ from marketdata.core.config import Settings
 from marketdata.core.instruments import InstrumentId
 from marketdata.storage import archive
 from marketdata.storage.archive import DAY_MS, KIND_OF_COLLECTION
-from marketdata.storage.footprints import HOUR_MS, RES_1H, Bar, roll_up
+from marketdata.storage.footprints import HOUR_MS, RES_1H, RES_1M, Bar, roll_up
 from marketdata.storage.metrics import StorageMetrics
 from marketdata.storage.store import Store
 from marketdata.v1 import storage_service_pb2 as storage_pb2
@@ -147,11 +147,15 @@ class Retention:
         return await self.store.run_read(write)
 
     async def _roll_up_day(self, instrument: InstrumentId, start: int, end: int) -> int:
-        """Replace the day's 1h bars by the roll-up of its 1m bars (idempotent)."""
+        """Give every hour of the day that has 1m bars but no 1h bar the roll-up of its 1m bars.
+
+        Ingest keeps 1h bars beside the 1m bars (always their merge) and stores opened from before that
+        were migrated, so this normally writes nothing; it is the safety net for an hour that lacks its
+        1h bar. Existing 1h bars are left alone (put_bars replace=False): nothing is counted twice."""
         store, backend = self.store, self.store.backend
-        bars = await store.run_read(backend.read_footprints, instrument, 1, start, end)
+        bars = await store.run_read(backend.read_footprints, instrument, RES_1M, start, end)
         if not bars:
             return 0
         hourly = roll_up(Bar.decode(b.payload) for b in bars)
         payloads = [bar.encode() for _, bar in sorted(hourly.items())]
-        return await store.run_write(backend.put_bars, instrument, RES_1H, payloads, True)
+        return await store.run_write(backend.put_bars, instrument, RES_1H, payloads, False)

@@ -115,6 +115,8 @@ async def start_storage_service(
 
     store = Store(backend, state, metrics, on_changed)
     await store.start()
+    if cache is not None and backend.migrated:
+        cache.invalidate()
 
     async def tick_lookup(instrument: InstrumentId) -> str:
         return (await fetch_tick_sizes(settings, [instrument]))[instrument]

@@ -21,7 +21,7 @@ from marketdata.core.instruments import InstrumentId
 from marketdata.core.wire import length_delimited
 from marketdata.storage.backends.base import InvalidBatch, StoredBar, StoreUnavailable, TradeWrite
 from marketdata.storage.cache import FootprintCache
-from marketdata.storage.footprints import BAR_MS, RES_1M
+from marketdata.storage.footprints import BAR_MS, RES_1M, is_plain_decimal, volume_units
 from marketdata.storage.store import Store
 from marketdata.v1 import order_book_pb2
 from marketdata.v1 import storage_service_pb2 as storage_pb2
@@ -104,6 +104,17 @@ class StorageServicer:
                 f"end_time_ms: the range is {format_duration((end - start) / 1000)}, longer than the limit of "
                 f"{format_duration(limit_s)} ({env_name(setting)})"
             )
+
+    @staticmethod
+    def _min_size(text: str) -> int:
+        """QueryTradesRequest.min_size in volume units (0: no filter)."""
+        if not text:
+            return 0
+        if not is_plain_decimal(text):
+            raise _invalid(
+                f"min_size: {text!r} must be a plain decimal >= 0 (like 0.5), or empty for every trade"
+            )
+        return volume_units(text)
 
     def _limit(self, limit: int) -> int:
         maximum = self.settings.storage_query_max_trades
@@ -231,6 +242,9 @@ class StorageServicer:
             instruments = [
                 self._instrument(m, f"instruments[{n}]") for n, m in enumerate(request.instruments)
             ]
+            for n, instrument in enumerate(instruments):
+                if instrument in instruments[:n]:  # else every trade of it would be sent again
+                    raise _invalid(f"instruments[{n}]: {instrument.key} is given twice")
             self._range(
                 request.start_time_ms,
                 request.end_time_ms,
@@ -238,12 +252,13 @@ class StorageServicer:
                 "storage_query_max_range",
             )
             limit = self._limit(request.limit)
+            min_size = self._min_size(request.min_size)
             index, cursor = (
                 _parse_page_token(request.page_token, len(instruments)) if request.page_token else (0, None)
             )
             start, end = request.start_time_ms, request.end_time_ms
             if limit == 0:
-                await self._check_count(instruments[index:], start, end)
+                await self._check_count(instruments[index:], start, end, min_size)
         except RequestError as exc:
             await context.abort(exc.code, str(exc))
             return
@@ -257,7 +272,7 @@ class StorageServicer:
             after = cursor if position == index else None
             last: tuple[int, int] | None = after
             async for chunk in self.store.iterate(
-                backend.read_trades(instrument, start, end, after, left, TRADES_PER_MESSAGE)
+                backend.read_trades(instrument, start, end, after, left, TRADES_PER_MESSAGE, min_size)
             ):
                 if held is not None:
                     yield held
@@ -266,7 +281,7 @@ class StorageServicer:
                 if left:
                     left -= chunk.count
             if limit and left == 0:
-                if await self._more_trades(instruments, position, last, start, end):
+                if await self._more_trades(instruments, position, last, start, end, min_size):
                     next_token = _page_token(position, last)
                 break
         if held is not None or next_token:
@@ -275,12 +290,14 @@ class StorageServicer:
                 message += length_delimited(0x12, next_token.encode())
             yield message
 
-    async def _check_count(self, instruments: Sequence[InstrumentId], start: int, end: int) -> None:
+    async def _check_count(
+        self, instruments: Sequence[InstrumentId], start: int, end: int, min_size: int
+    ) -> None:
         maximum = self.settings.storage_query_max_trades
         total = 0
         for instrument in instruments:
             total += await self.store.run_read(
-                self.store.backend.count_trades, instrument, start, end, maximum - total
+                self.store.backend.count_trades, instrument, start, end, maximum - total, min_size
             )
             if total > maximum:
                 raise _invalid(
@@ -296,18 +313,19 @@ class StorageServicer:
         last: tuple[int, int] | None,
         start: int,
         end: int,
+        min_size: int,
     ) -> bool:
         backend = self.store.backend
 
         def probe() -> bool:
             if last is not None:
-                rest = backend.read_trades(instruments[position], start, end, last, 1, 1)
+                rest = backend.read_trades(instruments[position], start, end, last, 1, 1, min_size)
                 try:
                     if next(rest, None) is not None:
                         return True
                 finally:
                     rest.close()  # type: ignore[attr-defined]
-            return any(backend.count_trades(i, start, end, 1) for i in instruments[position + 1 :])
+            return any(backend.count_trades(i, start, end, 1, min_size) for i in instruments[position + 1 :])
 
         return await self.store.run_read(probe)
 

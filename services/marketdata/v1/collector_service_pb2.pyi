@@ -67,10 +67,12 @@ class GetFeedStatusRequest(_message.Message):
     def __init__(self, feeds: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetFeedStatusResponse(_message.Message):
-    __slots__ = ("feeds",)
+    __slots__ = ("feeds", "failovers")
     FEEDS_FIELD_NUMBER: _ClassVar[int]
+    FAILOVERS_FIELD_NUMBER: _ClassVar[int]
     feeds: _containers.RepeatedCompositeFieldContainer[FeedStatus]
-    def __init__(self, feeds: _Optional[_Iterable[_Union[FeedStatus, _Mapping]]] = ...) -> None: ...
+    failovers: _containers.RepeatedCompositeFieldContainer[Failover]
+    def __init__(self, feeds: _Optional[_Iterable[_Union[FeedStatus, _Mapping]]] = ..., failovers: _Optional[_Iterable[_Union[Failover, _Mapping]]] = ...) -> None: ...
 
 class FeedStatus(_message.Message):
     __slots__ = ("feed", "exchange", "market", "state", "connections", "last_message_age_ms", "messages", "bytes", "trades", "parse_errors", "reconnects", "rotations", "gaps_detected", "gaps_repaired", "gaps_unrepaired", "duplicates", "backfilled_trades", "last_error", "instruments", "recent_gaps", "books", "books_synced", "book_resyncs", "book_invalid_frames", "health")
@@ -161,20 +163,22 @@ class FeedHealth(_message.Message):
     def __init__(self, score: _Optional[int] = ..., reason: _Optional[str] = ..., message_rate: _Optional[float] = ..., normal_rate: _Optional[float] = ..., last_message_age_ms: _Optional[int] = ..., window_reconnects: _Optional[int] = ..., window_gaps: _Optional[int] = ..., window_unrepaired_gaps: _Optional[int] = ..., window_book_resyncs: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., clock_skew_ms: _Optional[float] = ..., circuits: _Optional[_Iterable[_Union[CircuitStatus, _Mapping]]] = ..., divergences: _Optional[_Iterable[_Union[Divergence, _Mapping]]] = ..., penalties: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CircuitStatus(_message.Message):
-    __slots__ = ("call", "state", "reason", "retry_in_ms", "opened", "rejected")
+    __slots__ = ("call", "state", "reason", "retry_in_ms", "opened", "rejected", "weight_used")
     CALL_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RETRY_IN_MS_FIELD_NUMBER: _ClassVar[int]
     OPENED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_USED_FIELD_NUMBER: _ClassVar[int]
     call: str
     state: str
     reason: str
     retry_in_ms: int
     opened: int
     rejected: int
-    def __init__(self, call: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., retry_in_ms: _Optional[int] = ..., opened: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+    weight_used: float
+    def __init__(self, call: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., retry_in_ms: _Optional[int] = ..., opened: _Optional[int] = ..., rejected: _Optional[int] = ..., weight_used: _Optional[float] = ...) -> None: ...
 
 class Divergence(_message.Message):
     __slots__ = ("symbol", "other_feed", "last_trade_bps", "mid_bps", "flagged", "trade_time_offset_ms")
@@ -251,20 +255,24 @@ class GetOrderBookResponse(_message.Message):
     def __init__(self, view: _Optional[_Union[OrderBookView, _Mapping]] = ..., failover: _Optional[_Union[Failover, _Mapping]] = ...) -> None: ...
 
 class StreamOrderBookRequest(_message.Message):
-    __slots__ = ("instrument", "depth", "interval_ms")
+    __slots__ = ("instrument", "depth", "interval_ms", "composite")
     INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    COMPOSITE_FIELD_NUMBER: _ClassVar[int]
     instrument: _common_pb2.Instrument
     depth: int
     interval_ms: int
-    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., depth: _Optional[int] = ..., interval_ms: _Optional[int] = ...) -> None: ...
+    composite: str
+    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., depth: _Optional[int] = ..., interval_ms: _Optional[int] = ..., composite: _Optional[str] = ...) -> None: ...
 
 class StreamOrderBookResponse(_message.Message):
-    __slots__ = ("view",)
+    __slots__ = ("view", "failover")
     VIEW_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_FIELD_NUMBER: _ClassVar[int]
     view: OrderBookView
-    def __init__(self, view: _Optional[_Union[OrderBookView, _Mapping]] = ...) -> None: ...
+    failover: Failover
+    def __init__(self, view: _Optional[_Union[OrderBookView, _Mapping]] = ..., failover: _Optional[_Union[Failover, _Mapping]] = ...) -> None: ...
 
 class OrderBookView(_message.Message):
     __slots__ = ("book", "summary", "state", "age_ms", "depth", "resyncs", "last_resync_reason")

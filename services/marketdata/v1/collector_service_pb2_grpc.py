@@ -76,7 +76,8 @@ class CollectorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetFeedStatus(self, request, context):
-        """GetFeedStatus reports each feed's connection state, counters and detected gaps.
+        """GetFeedStatus reports each feed's connection state, counters, detected gaps and health, and
+        every failover composite's followed feed and switches.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,7 +101,8 @@ class CollectorServiceServicer:
 
     def StreamOrderBook(self, request, context):
         """StreamOrderBook streams the top of a book, at a fixed interval or after every applied update
-        (coalesced when the consumer is slower than the updates: each message is the latest state).
+        (coalesced when the consumer is slower than the updates: each message is the latest state); for
+        a composite, the book of the feed it follows, switching with it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -22,26 +22,68 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from marketdata.v1 import collector_service_pb2 as marketdata_dot_v1_dot_collector__service__pb2
 from marketdata.v1 import common_pb2 as marketdata_dot_v1_dot_common__pb2
+from marketdata.v1 import volume_profile_service_pb2 as marketdata_dot_v1_dot_volume__profile__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&marketdata/v1/order_flow_service.proto\x12\rmarketdata.v1\x1a\x1amarketdata/v1/common.proto\"\x84\x01\n\x13GetOrderFlowRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x11\n\ttimeframe\x18\x02 \x01(\t\x12\x15\n\rstart_time_ms\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x04 \x01(\x03\"\xa2\x01\n\x0cOrderFlowBar\x12\x15\n\rstart_time_ms\x18\x01 \x01(\x03\x12\x0c\n\x04open\x18\x02 \x01(\t\x12\x0c\n\x04high\x18\x03 \x01(\t\x12\x0b\n\x03low\x18\x04 \x01(\t\x12\r\n\x05\x63lose\x18\x05 \x01(\t\x12\x12\n\nbuy_volume\x18\x06 \x01(\t\x12\x13\n\x0bsell_volume\x18\x07 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x08 \x01(\t\x12\x0b\n\x03\x63vd\x18\t \x01(\t\"A\n\x14GetOrderFlowResponse\x12)\n\x04\x62\x61rs\x18\x01 \x03(\x0b\x32\x1b.marketdata.v1.OrderFlowBar\"Z\n\x16StreamOrderFlowRequest\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x11\n\ttimeframe\x18\x02 \x01(\t\"U\n\x17StreamOrderFlowResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x03\x62\x61r\x18\x02 \x01(\x0b\x32\x1b.marketdata.v1.OrderFlowBar2\xcf\x01\n\x10OrderFlowService\x12W\n\x0cGetOrderFlow\x12\".marketdata.v1.GetOrderFlowRequest\x1a#.marketdata.v1.GetOrderFlowResponse\x12\x62\n\x0fStreamOrderFlow\x12%.marketdata.v1.StreamOrderFlowRequest\x1a&.marketdata.v1.StreamOrderFlowResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&marketdata/v1/order_flow_service.proto\x12\rmarketdata.v1\x1a%marketdata/v1/collector_service.proto\x1a\x1amarketdata/v1/common.proto\x1a*marketdata/v1/volume_profile_service.proto\"q\n\tCvdAnchor\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.marketdata.v1.CvdAnchorKind\x12\'\n\x07session\x18\x02 \x01(\x0b\x32\x16.marketdata.v1.Session\x12\x0f\n\x07time_ms\x18\x03 \x01(\x03\"R\n\x13ImbalanceParameters\x12\r\n\x05ratio\x18\x01 \x01(\t\x12\x12\n\nmin_volume\x18\x02 \x01(\t\x12\x18\n\x10stacked_min_rows\x18\x03 \x01(\r\"\x89\x01\n\x14\x41\x62sorptionParameters\x12\x17\n\x0fvolume_multiple\x18\x01 \x01(\t\x12\x13\n\x0bwindow_bars\x18\x02 \x01(\r\x12\x12\n\nmin_volume\x18\x03 \x01(\t\x12\x14\n\x0crefill_ratio\x18\x04 \x01(\t\x12\x19\n\x11ignore_order_book\x18\x05 \x01(\x08\"W\n\x14\x44ivergenceParameters\x12\x12\n\npivot_left\x18\x01 \x01(\r\x12\x13\n\x0bpivot_right\x18\x02 \x01(\r\x12\x16\n\x0einclude_hidden\x18\x03 \x01(\x08\"\xc5\x02\n\x13OrderFlowParameters\x12\x11\n\trow_ticks\x18\x01 \x01(\r\x12\x10\n\x08row_size\x18\x02 \x01(\t\x12,\n\ncvd_anchor\x18\x03 \x01(\x0b\x32\x18.marketdata.v1.CvdAnchor\x12\x1c\n\x14large_trade_min_size\x18\x04 \x01(\t\x12\x14\n\x0cinclude_rows\x18\x05 \x01(\x08\x12\x35\n\timbalance\x18\x06 \x01(\x0b\x32\".marketdata.v1.ImbalanceParameters\x12\x37\n\nabsorption\x18\x07 \x01(\x0b\x32#.marketdata.v1.AbsorptionParameters\x12\x37\n\ndivergence\x18\x08 \x01(\x0b\x32#.marketdata.v1.DivergenceParameters\"\xe3\x01\n\x13GetOrderFlowRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x12\n\ncomposites\x18\x02 \x03(\t\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x15\n\rstart_time_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x05 \x01(\x03\x12\x11\n\tlast_bars\x18\x06 \x01(\r\x12\x36\n\nparameters\x18\x07 \x01(\x0b\x32\".marketdata.v1.OrderFlowParameters\"U\n\x0cOrderFlowRow\x12\r\n\x05price\x18\x01 \x01(\t\x12\x12\n\nbuy_volume\x18\x02 \x01(\t\x12\x13\n\x0bsell_volume\x18\x03 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\"\x95\x01\n\x11\x44iagonalImbalance\x12\r\n\x05price\x18\x01 \x01(\t\x12!\n\x04side\x18\x02 \x01(\x0e\x32\x13.marketdata.v1.Side\x12\r\n\x05ratio\x18\x03 \x01(\t\x12\x0e\n\x06volume\x18\x04 \x01(\t\x12\x17\n\x0fopposite_volume\x18\x05 \x01(\t\x12\x16\n\x0eopposite_price\x18\x06 \x01(\t\"\xa7\x01\n\nLargeTrade\x12-\n\ninstrument\x18\x01 \x01(\x0b\x32\x19.marketdata.v1.Instrument\x12\x10\n\x08trade_id\x18\x02 \x01(\t\x12\x18\n\x10\x65xchange_time_ms\x18\x03 \x01(\x03\x12\r\n\x05price\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\t\x12!\n\x04side\x18\x06 \x01(\x0e\x32\x13.marketdata.v1.Side\"d\n\x18StackedImbalanceEvidence\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x17\n\x0fopposite_volume\x18\x03 \x01(\t\x12\x11\n\tmin_ratio\x18\x04 \x01(\t\"p\n\x17VolumeImbalanceEvidence\x12\x16\n\x0eprevious_close\x18\x01 \x01(\t\x12\x11\n\tnext_open\x18\x02 \x01(\t\x12\x16\n\x0eprevious_delta\x18\x03 \x01(\t\x12\x12\n\nnext_delta\x18\x04 \x01(\t\"\xf0\x01\n\x12\x41\x62sorptionEvidence\x12+\n\x04rule\x18\x01 \x01(\x0e\x32\x1d.marketdata.v1.AbsorptionRule\x12\x17\n\x0forder_book_used\x18\x02 \x01(\x08\x12\x0e\n\x06volume\x18\x03 \x01(\t\x12\x17\n\x0fmean_row_volume\x18\x04 \x01(\t\x12\x10\n\x08multiple\x18\x05 \x01(\t\x12\x16\n\x0e\x64isplayed_size\x18\x06 \x01(\t\x12\x14\n\x0cresting_size\x18\x07 \x01(\t\x12\x13\n\x0bwindow_bars\x18\x08 \x01(\r\x12\x16\n\x0ewindow_extreme\x18\t \x01(\t\"\xb1\x01\n\x12\x44ivergenceEvidence\x12\x0e\n\x06hidden\x18\x01 \x01(\x08\x12\x1b\n\x13\x66irst_pivot_time_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x66irst_price\x18\x03 \x01(\t\x12\x11\n\tfirst_cvd\x18\x04 \x01(\t\x12\x1c\n\x14second_pivot_time_ms\x18\x05 \x01(\x03\x12\x14\n\x0csecond_price\x18\x06 \x01(\t\x12\x12\n\nsecond_cvd\x18\x07 \x01(\t\"\xab\x03\n\x04Zone\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.marketdata.v1.ZoneKind\x12!\n\x04side\x18\x02 \x01(\x0e\x32\x13.marketdata.v1.Side\x12\x11\n\tprice_low\x18\x03 \x01(\t\x12\x12\n\nprice_high\x18\x04 \x01(\t\x12\x15\n\rstart_time_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x06 \x01(\x03\x12\x44\n\x11stacked_imbalance\x18\x07 \x01(\x0b\x32\'.marketdata.v1.StackedImbalanceEvidenceH\x00\x12\x42\n\x10volume_imbalance\x18\x08 \x01(\x0b\x32&.marketdata.v1.VolumeImbalanceEvidenceH\x00\x12\x37\n\nabsorption\x18\t \x01(\x0b\x32!.marketdata.v1.AbsorptionEvidenceH\x00\x12\x37\n\ndivergence\x18\n \x01(\x0b\x32!.marketdata.v1.DivergenceEvidenceH\x00\x42\n\n\x08\x65vidence\"\xc4\x03\n\x0cOrderFlowBar\x12\x15\n\rstart_time_ms\x18\x01 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x02 \x01(\x03\x12\x0c\n\x04open\x18\x03 \x01(\t\x12\x0c\n\x04high\x18\x04 \x01(\t\x12\x0b\n\x03low\x18\x05 \x01(\t\x12\r\n\x05\x63lose\x18\x06 \x01(\t\x12\x0e\n\x06volume\x18\x07 \x01(\t\x12\x12\n\nbuy_volume\x18\x08 \x01(\t\x12\x13\n\x0bsell_volume\x18\t \x01(\t\x12\r\n\x05\x64\x65lta\x18\n \x01(\t\x12\x11\n\tmax_delta\x18\x0b \x01(\t\x12\x11\n\tmin_delta\x18\x0c \x01(\t\x12\x0b\n\x03\x63vd\x18\r \x01(\t\x12\x0e\n\x06trades\x18\x0e \x01(\x04\x12\x14\n\x0clarge_trades\x18\x0f \x01(\x04\x12\x1a\n\x12large_trade_volume\x18\x10 \x01(\t\x12)\n\x04rows\x18\x11 \x03(\x0b\x32\x1b.marketdata.v1.OrderFlowRow\x12\x34\n\nimbalances\x18\x12 \x03(\x0b\x32 .marketdata.v1.DiagonalImbalance\x12\"\n\x05zones\x18\x13 \x03(\x0b\x32\x13.marketdata.v1.Zone\x12\x0e\n\x06\x63losed\x18\x14 \x01(\x08\"\xb7\x01\n\x11OrderFlowCoverage\x12\x18\n\x10minutes_expected\x18\x01 \x01(\x03\x12\x17\n\x0fminutes_covered\x18\x02 \x01(\x03\x12\x1b\n\x13minutes_with_trades\x18\x03 \x01(\x03\x12*\n\nknown_gaps\x18\x04 \x03(\x0b\x32\x16.marketdata.v1.TimeGap\x12\x0f\n\x07partial\x18\x05 \x01(\x08\x12\x15\n\rincludes_live\x18\x06 \x01(\x08\"\x92\x05\n\x19\x45\x63hoedOrderFlowParameters\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x12\n\ncomposites\x18\x02 \x03(\t\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x15\n\rstart_time_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x05 \x01(\x03\x12\x10\n\x08row_size\x18\x06 \x01(\t\x12\x11\n\ttick_size\x18\x07 \x01(\t\x12\x30\n\ncvd_anchor\x18\x08 \x01(\x0e\x32\x1c.marketdata.v1.CvdAnchorKind\x12 \n\x18\x63vd_anchor_start_time_ms\x18\t \x01(\x03\x12\x1c\n\x14large_trade_min_size\x18\n \x01(\t\x12\x17\n\x0fimbalance_ratio\x18\x0b \x01(\t\x12\x1c\n\x14imbalance_min_volume\x18\x0c \x01(\t\x12\x18\n\x10stacked_min_rows\x18\r \x01(\r\x12\"\n\x1a\x61\x62sorption_volume_multiple\x18\x0e \x01(\t\x12\x1e\n\x16\x61\x62sorption_window_bars\x18\x0f \x01(\r\x12\x1d\n\x15\x61\x62sorption_min_volume\x18\x10 \x01(\t\x12\x1f\n\x17\x61\x62sorption_refill_ratio\x18\x11 \x01(\t\x12$\n\x1c\x61\x62sorption_ignore_order_book\x18\x12 \x01(\x08\x12\x1d\n\x15\x64ivergence_pivot_left\x18\x13 \x01(\r\x12\x1e\n\x16\x64ivergence_pivot_right\x18\x14 \x01(\r\x12!\n\x19\x64ivergence_include_hidden\x18\x15 \x01(\x08\"\xb0\x02\n\x14GetOrderFlowResponse\x12)\n\x04\x62\x61rs\x18\x01 \x03(\x0b\x32\x1b.marketdata.v1.OrderFlowBar\x12<\n\nparameters\x18\x02 \x01(\x0b\x32(.marketdata.v1.EchoedOrderFlowParameters\x12\x32\n\x08\x63overage\x18\x03 \x01(\x0b\x32 .marketdata.v1.OrderFlowCoverage\x12/\n\x0clarge_trades\x18\x04 \x03(\x0b\x32\x19.marketdata.v1.LargeTrade\x12\x1e\n\x16large_trades_truncated\x18\x05 \x01(\x08\x12*\n\tfailovers\x18\x06 \x03(\x0b\x32\x17.marketdata.v1.Failover\"\xbe\x01\n\x16StreamOrderFlowRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x12\n\ncomposites\x18\x02 \x03(\t\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x36\n\nparameters\x18\x04 \x01(\x0b\x32\".marketdata.v1.OrderFlowParameters\x12\x15\n\rresume_cursor\x18\x05 \x01(\t\"\xac\x04\n\x17StreamOrderFlowResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x15\n\rresume_cursor\x18\x02 \x01(\t\x12(\n\x03\x62\x61r\x18\x03 \x01(\x0b\x32\x1b.marketdata.v1.OrderFlowBar\x12\x38\n\x0enew_imbalances\x18\x04 \x03(\x0b\x32 .marketdata.v1.DiagonalImbalance\x12&\n\tnew_zones\x18\x05 \x03(\x0b\x32\x13.marketdata.v1.Zone\x12\x12\n\nbar_closed\x18\x06 \x01(\x08\x12\x10\n\x08snapshot\x18\x07 \x01(\x08\x12\x10\n\x08replayed\x18\x08 \x01(\x08\x12P\n\x0elast_trade_ids\x18\t \x03(\x0b\x32\x38.marketdata.v1.StreamOrderFlowResponse.LastTradeIdsEntry\x12*\n\tfailovers\x18\n \x03(\x0b\x32\x17.marketdata.v1.Failover\x12<\n\nparameters\x18\x0b \x01(\x0b\x32(.marketdata.v1.EchoedOrderFlowParameters\x12\x33\n\x10new_large_trades\x18\x0c \x03(\x0b\x32\x19.marketdata.v1.LargeTrade\x1a\x33\n\x11LastTradeIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xa7\x01\n\rCvdAnchorKind\x12\x1f\n\x1b\x43VD_ANCHOR_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43VD_ANCHOR_KIND_UTC_DAY\x10\x01\x12\x1c\n\x18\x43VD_ANCHOR_KIND_UTC_WEEK\x10\x02\x12\x1b\n\x17\x43VD_ANCHOR_KIND_SESSION\x10\x03\x12\x1d\n\x19\x43VD_ANCHOR_KIND_TIMESTAMP\x10\x04*\x9e\x01\n\x08ZoneKind\x12\x19\n\x15ZONE_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bZONE_KIND_STACKED_IMBALANCE\x10\x01\x12\x1e\n\x1aZONE_KIND_VOLUME_IMBALANCE\x10\x02\x12\x18\n\x14ZONE_KIND_ABSORPTION\x10\x03\x12\x1c\n\x18ZONE_KIND_CVD_DIVERGENCE\x10\x04*n\n\x0e\x41\x62sorptionRule\x12\x1f\n\x1b\x41\x42SORPTION_RULE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41\x42SORPTION_RULE_VOLUME\x10\x01\x12\x1f\n\x1b\x41\x42SORPTION_RULE_BOOK_REFILL\x10\x02\x32\xcf\x01\n\x10OrderFlowService\x12W\n\x0cGetOrderFlow\x12\".marketdata.v1.GetOrderFlowRequest\x1a#.marketdata.v1.GetOrderFlowResponse\x12\x62\n\x0fStreamOrderFlow\x12%.marketdata.v1.StreamOrderFlowRequest\x1a&.marketdata.v1.StreamOrderFlowResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marketdata.v1.order_flow_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETORDERFLOWREQUEST']._serialized_start=86
-  _globals['_GETORDERFLOWREQUEST']._serialized_end=218
-  _globals['_ORDERFLOWBAR']._serialized_start=221
-  _globals['_ORDERFLOWBAR']._serialized_end=383
-  _globals['_GETORDERFLOWRESPONSE']._serialized_start=385
-  _globals['_GETORDERFLOWRESPONSE']._serialized_end=450
-  _globals['_STREAMORDERFLOWREQUEST']._serialized_start=452
-  _globals['_STREAMORDERFLOWREQUEST']._serialized_end=542
-  _globals['_STREAMORDERFLOWRESPONSE']._serialized_start=544
-  _globals['_STREAMORDERFLOWRESPONSE']._serialized_end=629
-  _globals['_ORDERFLOWSERVICE']._serialized_start=632
-  _globals['_ORDERFLOWSERVICE']._serialized_end=839
+  _globals['_STREAMORDERFLOWRESPONSE_LASTTRADEIDSENTRY']._loaded_options = None
+  _globals['_STREAMORDERFLOWRESPONSE_LASTTRADEIDSENTRY']._serialized_options = b'8\001'
+  _globals['_CVDANCHORKIND']._serialized_start=4994
+  _globals['_CVDANCHORKIND']._serialized_end=5161
+  _globals['_ZONEKIND']._serialized_start=5164
+  _globals['_ZONEKIND']._serialized_end=5322
+  _globals['_ABSORPTIONRULE']._serialized_start=5324
+  _globals['_ABSORPTIONRULE']._serialized_end=5434
+  _globals['_CVDANCHOR']._serialized_start=168
+  _globals['_CVDANCHOR']._serialized_end=281
+  _globals['_IMBALANCEPARAMETERS']._serialized_start=283
+  _globals['_IMBALANCEPARAMETERS']._serialized_end=365
+  _globals['_ABSORPTIONPARAMETERS']._serialized_start=368
+  _globals['_ABSORPTIONPARAMETERS']._serialized_end=505
+  _globals['_DIVERGENCEPARAMETERS']._serialized_start=507
+  _globals['_DIVERGENCEPARAMETERS']._serialized_end=594
+  _globals['_ORDERFLOWPARAMETERS']._serialized_start=597
+  _globals['_ORDERFLOWPARAMETERS']._serialized_end=922
+  _globals['_GETORDERFLOWREQUEST']._serialized_start=925
+  _globals['_GETORDERFLOWREQUEST']._serialized_end=1152
+  _globals['_ORDERFLOWROW']._serialized_start=1154
+  _globals['_ORDERFLOWROW']._serialized_end=1239
+  _globals['_DIAGONALIMBALANCE']._serialized_start=1242
+  _globals['_DIAGONALIMBALANCE']._serialized_end=1391
+  _globals['_LARGETRADE']._serialized_start=1394
+  _globals['_LARGETRADE']._serialized_end=1561
+  _globals['_STACKEDIMBALANCEEVIDENCE']._serialized_start=1563
+  _globals['_STACKEDIMBALANCEEVIDENCE']._serialized_end=1663
+  _globals['_VOLUMEIMBALANCEEVIDENCE']._serialized_start=1665
+  _globals['_VOLUMEIMBALANCEEVIDENCE']._serialized_end=1777
+  _globals['_ABSORPTIONEVIDENCE']._serialized_start=1780
+  _globals['_ABSORPTIONEVIDENCE']._serialized_end=2020
+  _globals['_DIVERGENCEEVIDENCE']._serialized_start=2023
+  _globals['_DIVERGENCEEVIDENCE']._serialized_end=2200
+  _globals['_ZONE']._serialized_start=2203
+  _globals['_ZONE']._serialized_end=2630
+  _globals['_ORDERFLOWBAR']._serialized_start=2633
+  _globals['_ORDERFLOWBAR']._serialized_end=3085
+  _globals['_ORDERFLOWCOVERAGE']._serialized_start=3088
+  _globals['_ORDERFLOWCOVERAGE']._serialized_end=3271
+  _globals['_ECHOEDORDERFLOWPARAMETERS']._serialized_start=3274
+  _globals['_ECHOEDORDERFLOWPARAMETERS']._serialized_end=3932
+  _globals['_GETORDERFLOWRESPONSE']._serialized_start=3935
+  _globals['_GETORDERFLOWRESPONSE']._serialized_end=4239
+  _globals['_STREAMORDERFLOWREQUEST']._serialized_start=4242
+  _globals['_STREAMORDERFLOWREQUEST']._serialized_end=4432
+  _globals['_STREAMORDERFLOWRESPONSE']._serialized_start=4435
+  _globals['_STREAMORDERFLOWRESPONSE']._serialized_end=4991
+  _globals['_STREAMORDERFLOWRESPONSE_LASTTRADEIDSENTRY']._serialized_start=4940
+  _globals['_STREAMORDERFLOWRESPONSE_LASTTRADEIDSENTRY']._serialized_end=4991
+  _globals['_ORDERFLOWSERVICE']._serialized_start=5437
+  _globals['_ORDERFLOWSERVICE']._serialized_end=5644
 # @@protoc_insertion_point(module_scope)

@@ -52,14 +52,17 @@ class OrderFlowServiceServicer:
     """
 
     def GetOrderFlow(self, request, context):
-        """GetOrderFlow returns order-flow bars over a range.
+        """GetOrderFlow returns the bars of one instrument, or several aggregated row by row, over a range or
+        the last N bars of a timeframe, with imbalances, zones and the coverage of the data behind them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StreamOrderFlow(self, request, context):
-        """StreamOrderFlow streams live updates of the current bar.
+        """StreamOrderFlow streams the current bar after every trade batch of the followed instruments: its
+        delta, CVD, and the imbalances and zones that are new since the previous update. Each update has a
+        sequence number and a resume cursor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

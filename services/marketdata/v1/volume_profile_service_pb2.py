@@ -22,54 +22,55 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from marketdata.v1 import collector_service_pb2 as marketdata_dot_v1_dot_collector__service__pb2
 from marketdata.v1 import common_pb2 as marketdata_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*marketdata/v1/volume_profile_service.proto\x12\rmarketdata.v1\x1a\x1amarketdata/v1/common.proto\"8\n\x07Session\x12\x11\n\ttime_zone\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\t\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\"\xda\x01\n\x0cProfileRange\x12\x15\n\rstart_time_ms\x18\x01 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x02 \x01(\x03\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x10\n\x08lookback\x18\x04 \x01(\r\x12%\n\x06\x61nchor\x18\x05 \x01(\x0e\x32\x15.marketdata.v1.Anchor\x12\'\n\x07session\x18\x06 \x01(\x0b\x32\x16.marketdata.v1.Session\x12\x12\n\nat_time_ms\x18\x07 \x01(\x03\x12\x15\n\rsessions_back\x18\x08 \x01(\r\"\xc8\x01\n\x11ProfileParameters\x12\x11\n\trow_ticks\x18\x01 \x01(\r\x12\x10\n\x08row_size\x18\x02 \x01(\t\x12\x16\n\x0evalue_area_pct\x18\x03 \x01(\x01\x12\x31\n\tva_method\x18\x04 \x01(\x0e\x32\x1e.marketdata.v1.ValueAreaMethod\x12.\n\x0bvolume_unit\x18\x05 \x01(\x0e\x32\x19.marketdata.v1.VolumeUnit\x12\x13\n\x0bnode_window\x18\x06 \x01(\r\"\xab\x01\n\x17GetVolumeProfileRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12*\n\x05range\x18\x02 \x01(\x0b\x32\x1b.marketdata.v1.ProfileRange\x12\x34\n\nparameters\x18\x03 \x01(\x0b\x32 .marketdata.v1.ProfileParameters\"o\n\x10VolumeProfileRow\x12\r\n\x05price\x18\x01 \x01(\t\x12\x12\n\nbuy_volume\x18\x02 \x01(\t\x12\x13\n\x0bsell_volume\x18\x03 \x01(\t\x12\x14\n\x0ctotal_volume\x18\x04 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x05 \x01(\t\"1\n\nVolumeNode\x12\r\n\x05price\x18\x01 \x01(\t\x12\x14\n\x0ctotal_volume\x18\x02 \x01(\t\"E\n\x07TimeGap\x12\x15\n\rstart_time_ms\x18\x01 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xb5\x01\n\x0fProfileCoverage\x12\x18\n\x10minutes_expected\x18\x01 \x01(\x03\x12\x17\n\x0fminutes_covered\x18\x02 \x01(\x03\x12\x1b\n\x13minutes_with_trades\x18\x03 \x01(\x03\x12*\n\nknown_gaps\x18\x04 \x03(\x0b\x32\x16.marketdata.v1.TimeGap\x12\x0f\n\x07partial\x18\x05 \x01(\x08\x12\x15\n\rincludes_live\x18\x06 \x01(\x08\"\xea\x02\n\rVolumeProfile\x12-\n\x04rows\x18\x01 \x03(\x0b\x32\x1f.marketdata.v1.VolumeProfileRow\x12\x0b\n\x03poc\x18\x02 \x01(\t\x12\x17\n\x0fvalue_area_high\x18\x03 \x01(\t\x12\x16\n\x0evalue_area_low\x18\x04 \x01(\t\x12\x14\n\x0ctotal_volume\x18\x05 \x01(\t\x12\x12\n\nbuy_volume\x18\x06 \x01(\t\x12\x13\n\x0bsell_volume\x18\x07 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x08 \x01(\t\x12\x19\n\x11value_area_volume\x18\t \x01(\t\x12\x18\n\x10value_area_share\x18\n \x01(\t\x12\x34\n\x11high_volume_nodes\x18\x0b \x03(\x0b\x32\x19.marketdata.v1.VolumeNode\x12\x33\n\x10low_volume_nodes\x18\x0c \x03(\x0b\x32\x19.marketdata.v1.VolumeNode\"\xb6\x02\n\x10\x45\x63hoedParameters\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x03 \x01(\x03\x12\x10\n\x08row_size\x18\x04 \x01(\t\x12\x11\n\trow_ticks\x18\x05 \x01(\r\x12\x11\n\ttick_size\x18\x06 \x01(\t\x12\x16\n\x0evalue_area_pct\x18\x07 \x01(\t\x12\x31\n\tva_method\x18\x08 \x01(\x0e\x32\x1e.marketdata.v1.ValueAreaMethod\x12.\n\x0bvolume_unit\x18\t \x01(\x0e\x32\x19.marketdata.v1.VolumeUnit\x12\x13\n\x0bnode_window\x18\n \x01(\r\"\xb0\x01\n\x18GetVolumeProfileResponse\x12-\n\x07profile\x18\x01 \x01(\x0b\x32\x1c.marketdata.v1.VolumeProfile\x12\x33\n\nparameters\x18\x02 \x01(\x0b\x32\x1f.marketdata.v1.EchoedParameters\x12\x30\n\x08\x63overage\x18\x03 \x01(\x0b\x32\x1e.marketdata.v1.ProfileCoverage\"\xcd\x01\n\x1dGetVolumeProfileLevelsRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12*\n\x05range\x18\x02 \x01(\x0b\x32\x1b.marketdata.v1.ProfileRange\x12\x34\n\nparameters\x18\x03 \x01(\x0b\x32 .marketdata.v1.ProfileParameters\x12\x1a\n\x12naked_poc_sessions\x18\x04 \x01(\r\"U\n\x08NakedPoc\x12\r\n\x05price\x18\x01 \x01(\t\x12\x1d\n\x15session_start_time_ms\x18\x02 \x01(\x03\x12\x1b\n\x13session_end_time_ms\x18\x03 \x01(\x03\"\xdd\x02\n\x1eGetVolumeProfileLevelsResponse\x12\x0b\n\x03poc\x18\x01 \x01(\t\x12\x17\n\x0fvalue_area_high\x18\x02 \x01(\t\x12\x16\n\x0evalue_area_low\x18\x03 \x01(\t\x12\x34\n\x11high_volume_nodes\x18\x04 \x03(\x0b\x32\x19.marketdata.v1.VolumeNode\x12\x33\n\x10low_volume_nodes\x18\x05 \x03(\x0b\x32\x19.marketdata.v1.VolumeNode\x12+\n\nnaked_pocs\x18\x06 \x03(\x0b\x32\x17.marketdata.v1.NakedPoc\x12\x33\n\nparameters\x18\x07 \x01(\x0b\x32\x1f.marketdata.v1.EchoedParameters\x12\x30\n\x08\x63overage\x18\x08 \x01(\x0b\x32\x1e.marketdata.v1.ProfileCoverage\"\xd9\x01\n\x1aStreamVolumeProfileRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12*\n\x05range\x18\x02 \x01(\x0b\x32\x1b.marketdata.v1.ProfileRange\x12\x34\n\nparameters\x18\x03 \x01(\x0b\x32 .marketdata.v1.ProfileParameters\x12\x13\n\x0binterval_ms\x18\x04 \x01(\r\x12\x14\n\x0cinclude_rows\x18\x05 \x01(\x08\"\xdd\x01\n\x1bStreamVolumeProfileResponse\x12\x15\n\ras_of_time_ms\x18\x01 \x01(\x03\x12\x11\n\tbar_close\x18\x02 \x01(\x08\x12-\n\x07profile\x18\x03 \x01(\x0b\x32\x1c.marketdata.v1.VolumeProfile\x12\x33\n\nparameters\x18\x04 \x01(\x0b\x32\x1f.marketdata.v1.EchoedParameters\x12\x30\n\x08\x63overage\x18\x05 \x01(\x0b\x32\x1e.marketdata.v1.ProfileCoverage*v\n\x0fValueAreaMethod\x12!\n\x1dVALUE_AREA_METHOD_UNSPECIFIED\x10\x00\x12\x1e\n\x1aVALUE_AREA_METHOD_DUAL_ROW\x10\x01\x12 \n\x1cVALUE_AREA_METHOD_SINGLE_ROW\x10\x02*V\n\nVolumeUnit\x12\x1b\n\x17VOLUME_UNIT_UNSPECIFIED\x10\x00\x12\x14\n\x10VOLUME_UNIT_BASE\x10\x01\x12\x15\n\x11VOLUME_UNIT_QUOTE\x10\x02*]\n\x06\x41nchor\x12\x16\n\x12\x41NCHOR_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41NCHOR_UTC_DAY\x10\x01\x12\x13\n\x0f\x41NCHOR_UTC_WEEK\x10\x02\x12\x12\n\x0e\x41NCHOR_SESSION\x10\x03\x32\xe2\x02\n\x14VolumeProfileService\x12\x63\n\x10GetVolumeProfile\x12&.marketdata.v1.GetVolumeProfileRequest\x1a\'.marketdata.v1.GetVolumeProfileResponse\x12u\n\x16GetVolumeProfileLevels\x12,.marketdata.v1.GetVolumeProfileLevelsRequest\x1a-.marketdata.v1.GetVolumeProfileLevelsResponse\x12n\n\x13StreamVolumeProfile\x12).marketdata.v1.StreamVolumeProfileRequest\x1a*.marketdata.v1.StreamVolumeProfileResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*marketdata/v1/volume_profile_service.proto\x12\rmarketdata.v1\x1a%marketdata/v1/collector_service.proto\x1a\x1amarketdata/v1/common.proto\"8\n\x07Session\x12\x11\n\ttime_zone\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\t\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\"\xda\x01\n\x0cProfileRange\x12\x15\n\rstart_time_ms\x18\x01 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x02 \x01(\x03\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x10\n\x08lookback\x18\x04 \x01(\r\x12%\n\x06\x61nchor\x18\x05 \x01(\x0e\x32\x15.marketdata.v1.Anchor\x12\'\n\x07session\x18\x06 \x01(\x0b\x32\x16.marketdata.v1.Session\x12\x12\n\nat_time_ms\x18\x07 \x01(\x03\x12\x15\n\rsessions_back\x18\x08 \x01(\r\"\xc8\x01\n\x11ProfileParameters\x12\x11\n\trow_ticks\x18\x01 \x01(\r\x12\x10\n\x08row_size\x18\x02 \x01(\t\x12\x16\n\x0evalue_area_pct\x18\x03 \x01(\x01\x12\x31\n\tva_method\x18\x04 \x01(\x0e\x32\x1e.marketdata.v1.ValueAreaMethod\x12.\n\x0bvolume_unit\x18\x05 \x01(\x0e\x32\x19.marketdata.v1.VolumeUnit\x12\x13\n\x0bnode_window\x18\x06 \x01(\r\"\xbf\x01\n\x17GetVolumeProfileRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12*\n\x05range\x18\x02 \x01(\x0b\x32\x1b.marketdata.v1.ProfileRange\x12\x34\n\nparameters\x18\x03 \x01(\x0b\x32 .marketdata.v1.ProfileParameters\x12\x12\n\ncomposites\x18\x04 \x03(\t\"o\n\x10VolumeProfileRow\x12\r\n\x05price\x18\x01 \x01(\t\x12\x12\n\nbuy_volume\x18\x02 \x01(\t\x12\x13\n\x0bsell_volume\x18\x03 \x01(\t\x12\x14\n\x0ctotal_volume\x18\x04 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x05 \x01(\t\"1\n\nVolumeNode\x12\r\n\x05price\x18\x01 \x01(\t\x12\x14\n\x0ctotal_volume\x18\x02 \x01(\t\"E\n\x07TimeGap\x12\x15\n\rstart_time_ms\x18\x01 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xb5\x01\n\x0fProfileCoverage\x12\x18\n\x10minutes_expected\x18\x01 \x01(\x03\x12\x17\n\x0fminutes_covered\x18\x02 \x01(\x03\x12\x1b\n\x13minutes_with_trades\x18\x03 \x01(\x03\x12*\n\nknown_gaps\x18\x04 \x03(\x0b\x32\x16.marketdata.v1.TimeGap\x12\x0f\n\x07partial\x18\x05 \x01(\x08\x12\x15\n\rincludes_live\x18\x06 \x01(\x08\"\xea\x02\n\rVolumeProfile\x12-\n\x04rows\x18\x01 \x03(\x0b\x32\x1f.marketdata.v1.VolumeProfileRow\x12\x0b\n\x03poc\x18\x02 \x01(\t\x12\x17\n\x0fvalue_area_high\x18\x03 \x01(\t\x12\x16\n\x0evalue_area_low\x18\x04 \x01(\t\x12\x14\n\x0ctotal_volume\x18\x05 \x01(\t\x12\x12\n\nbuy_volume\x18\x06 \x01(\t\x12\x13\n\x0bsell_volume\x18\x07 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x08 \x01(\t\x12\x19\n\x11value_area_volume\x18\t \x01(\t\x12\x18\n\x10value_area_share\x18\n \x01(\t\x12\x34\n\x11high_volume_nodes\x18\x0b \x03(\x0b\x32\x19.marketdata.v1.VolumeNode\x12\x33\n\x10low_volume_nodes\x18\x0c \x03(\x0b\x32\x19.marketdata.v1.VolumeNode\"\xb6\x02\n\x10\x45\x63hoedParameters\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\x03 \x01(\x03\x12\x10\n\x08row_size\x18\x04 \x01(\t\x12\x11\n\trow_ticks\x18\x05 \x01(\r\x12\x11\n\ttick_size\x18\x06 \x01(\t\x12\x16\n\x0evalue_area_pct\x18\x07 \x01(\t\x12\x31\n\tva_method\x18\x08 \x01(\x0e\x32\x1e.marketdata.v1.ValueAreaMethod\x12.\n\x0bvolume_unit\x18\t \x01(\x0e\x32\x19.marketdata.v1.VolumeUnit\x12\x13\n\x0bnode_window\x18\n \x01(\r\"\xdc\x01\n\x18GetVolumeProfileResponse\x12-\n\x07profile\x18\x01 \x01(\x0b\x32\x1c.marketdata.v1.VolumeProfile\x12\x33\n\nparameters\x18\x02 \x01(\x0b\x32\x1f.marketdata.v1.EchoedParameters\x12\x30\n\x08\x63overage\x18\x03 \x01(\x0b\x32\x1e.marketdata.v1.ProfileCoverage\x12*\n\tfailovers\x18\x04 \x03(\x0b\x32\x17.marketdata.v1.Failover\"\xe1\x01\n\x1dGetVolumeProfileLevelsRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12*\n\x05range\x18\x02 \x01(\x0b\x32\x1b.marketdata.v1.ProfileRange\x12\x34\n\nparameters\x18\x03 \x01(\x0b\x32 .marketdata.v1.ProfileParameters\x12\x1a\n\x12naked_poc_sessions\x18\x04 \x01(\r\x12\x12\n\ncomposites\x18\x05 \x03(\t\"U\n\x08NakedPoc\x12\r\n\x05price\x18\x01 \x01(\t\x12\x1d\n\x15session_start_time_ms\x18\x02 \x01(\x03\x12\x1b\n\x13session_end_time_ms\x18\x03 \x01(\x03\"\x89\x03\n\x1eGetVolumeProfileLevelsResponse\x12\x0b\n\x03poc\x18\x01 \x01(\t\x12\x17\n\x0fvalue_area_high\x18\x02 \x01(\t\x12\x16\n\x0evalue_area_low\x18\x03 \x01(\t\x12\x34\n\x11high_volume_nodes\x18\x04 \x03(\x0b\x32\x19.marketdata.v1.VolumeNode\x12\x33\n\x10low_volume_nodes\x18\x05 \x03(\x0b\x32\x19.marketdata.v1.VolumeNode\x12+\n\nnaked_pocs\x18\x06 \x03(\x0b\x32\x17.marketdata.v1.NakedPoc\x12\x33\n\nparameters\x18\x07 \x01(\x0b\x32\x1f.marketdata.v1.EchoedParameters\x12\x30\n\x08\x63overage\x18\x08 \x01(\x0b\x32\x1e.marketdata.v1.ProfileCoverage\x12*\n\tfailovers\x18\t \x03(\x0b\x32\x17.marketdata.v1.Failover\"\xed\x01\n\x1aStreamVolumeProfileRequest\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12*\n\x05range\x18\x02 \x01(\x0b\x32\x1b.marketdata.v1.ProfileRange\x12\x34\n\nparameters\x18\x03 \x01(\x0b\x32 .marketdata.v1.ProfileParameters\x12\x13\n\x0binterval_ms\x18\x04 \x01(\r\x12\x14\n\x0cinclude_rows\x18\x05 \x01(\x08\x12\x12\n\ncomposites\x18\x06 \x03(\t\"\x89\x02\n\x1bStreamVolumeProfileResponse\x12\x15\n\ras_of_time_ms\x18\x01 \x01(\x03\x12\x11\n\tbar_close\x18\x02 \x01(\x08\x12-\n\x07profile\x18\x03 \x01(\x0b\x32\x1c.marketdata.v1.VolumeProfile\x12\x33\n\nparameters\x18\x04 \x01(\x0b\x32\x1f.marketdata.v1.EchoedParameters\x12\x30\n\x08\x63overage\x18\x05 \x01(\x0b\x32\x1e.marketdata.v1.ProfileCoverage\x12*\n\tfailovers\x18\x06 \x03(\x0b\x32\x17.marketdata.v1.Failover*v\n\x0fValueAreaMethod\x12!\n\x1dVALUE_AREA_METHOD_UNSPECIFIED\x10\x00\x12\x1e\n\x1aVALUE_AREA_METHOD_DUAL_ROW\x10\x01\x12 \n\x1cVALUE_AREA_METHOD_SINGLE_ROW\x10\x02*V\n\nVolumeUnit\x12\x1b\n\x17VOLUME_UNIT_UNSPECIFIED\x10\x00\x12\x14\n\x10VOLUME_UNIT_BASE\x10\x01\x12\x15\n\x11VOLUME_UNIT_QUOTE\x10\x02*]\n\x06\x41nchor\x12\x16\n\x12\x41NCHOR_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41NCHOR_UTC_DAY\x10\x01\x12\x13\n\x0f\x41NCHOR_UTC_WEEK\x10\x02\x12\x12\n\x0e\x41NCHOR_SESSION\x10\x03\x32\xe2\x02\n\x14VolumeProfileService\x12\x63\n\x10GetVolumeProfile\x12&.marketdata.v1.GetVolumeProfileRequest\x1a\'.marketdata.v1.GetVolumeProfileResponse\x12u\n\x16GetVolumeProfileLevels\x12,.marketdata.v1.GetVolumeProfileLevelsRequest\x1a-.marketdata.v1.GetVolumeProfileLevelsResponse\x12n\n\x13StreamVolumeProfile\x12).marketdata.v1.StreamVolumeProfileRequest\x1a*.marketdata.v1.StreamVolumeProfileResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marketdata.v1.volume_profile_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VALUEAREAMETHOD']._serialized_start=3112
-  _globals['_VALUEAREAMETHOD']._serialized_end=3230
-  _globals['_VOLUMEUNIT']._serialized_start=3232
-  _globals['_VOLUMEUNIT']._serialized_end=3318
-  _globals['_ANCHOR']._serialized_start=3320
-  _globals['_ANCHOR']._serialized_end=3413
-  _globals['_SESSION']._serialized_start=89
-  _globals['_SESSION']._serialized_end=145
-  _globals['_PROFILERANGE']._serialized_start=148
-  _globals['_PROFILERANGE']._serialized_end=366
-  _globals['_PROFILEPARAMETERS']._serialized_start=369
-  _globals['_PROFILEPARAMETERS']._serialized_end=569
-  _globals['_GETVOLUMEPROFILEREQUEST']._serialized_start=572
-  _globals['_GETVOLUMEPROFILEREQUEST']._serialized_end=743
-  _globals['_VOLUMEPROFILEROW']._serialized_start=745
-  _globals['_VOLUMEPROFILEROW']._serialized_end=856
-  _globals['_VOLUMENODE']._serialized_start=858
-  _globals['_VOLUMENODE']._serialized_end=907
-  _globals['_TIMEGAP']._serialized_start=909
-  _globals['_TIMEGAP']._serialized_end=978
-  _globals['_PROFILECOVERAGE']._serialized_start=981
-  _globals['_PROFILECOVERAGE']._serialized_end=1162
-  _globals['_VOLUMEPROFILE']._serialized_start=1165
-  _globals['_VOLUMEPROFILE']._serialized_end=1527
-  _globals['_ECHOEDPARAMETERS']._serialized_start=1530
-  _globals['_ECHOEDPARAMETERS']._serialized_end=1840
-  _globals['_GETVOLUMEPROFILERESPONSE']._serialized_start=1843
-  _globals['_GETVOLUMEPROFILERESPONSE']._serialized_end=2019
-  _globals['_GETVOLUMEPROFILELEVELSREQUEST']._serialized_start=2022
-  _globals['_GETVOLUMEPROFILELEVELSREQUEST']._serialized_end=2227
-  _globals['_NAKEDPOC']._serialized_start=2229
-  _globals['_NAKEDPOC']._serialized_end=2314
-  _globals['_GETVOLUMEPROFILELEVELSRESPONSE']._serialized_start=2317
-  _globals['_GETVOLUMEPROFILELEVELSRESPONSE']._serialized_end=2666
-  _globals['_STREAMVOLUMEPROFILEREQUEST']._serialized_start=2669
-  _globals['_STREAMVOLUMEPROFILEREQUEST']._serialized_end=2886
-  _globals['_STREAMVOLUMEPROFILERESPONSE']._serialized_start=2889
-  _globals['_STREAMVOLUMEPROFILERESPONSE']._serialized_end=3110
-  _globals['_VOLUMEPROFILESERVICE']._serialized_start=3416
-  _globals['_VOLUMEPROFILESERVICE']._serialized_end=3770
+  _globals['_VALUEAREAMETHOD']._serialized_start=3343
+  _globals['_VALUEAREAMETHOD']._serialized_end=3461
+  _globals['_VOLUMEUNIT']._serialized_start=3463
+  _globals['_VOLUMEUNIT']._serialized_end=3549
+  _globals['_ANCHOR']._serialized_start=3551
+  _globals['_ANCHOR']._serialized_end=3644
+  _globals['_SESSION']._serialized_start=128
+  _globals['_SESSION']._serialized_end=184
+  _globals['_PROFILERANGE']._serialized_start=187
+  _globals['_PROFILERANGE']._serialized_end=405
+  _globals['_PROFILEPARAMETERS']._serialized_start=408
+  _globals['_PROFILEPARAMETERS']._serialized_end=608
+  _globals['_GETVOLUMEPROFILEREQUEST']._serialized_start=611
+  _globals['_GETVOLUMEPROFILEREQUEST']._serialized_end=802
+  _globals['_VOLUMEPROFILEROW']._serialized_start=804
+  _globals['_VOLUMEPROFILEROW']._serialized_end=915
+  _globals['_VOLUMENODE']._serialized_start=917
+  _globals['_VOLUMENODE']._serialized_end=966
+  _globals['_TIMEGAP']._serialized_start=968
+  _globals['_TIMEGAP']._serialized_end=1037
+  _globals['_PROFILECOVERAGE']._serialized_start=1040
+  _globals['_PROFILECOVERAGE']._serialized_end=1221
+  _globals['_VOLUMEPROFILE']._serialized_start=1224
+  _globals['_VOLUMEPROFILE']._serialized_end=1586
+  _globals['_ECHOEDPARAMETERS']._serialized_start=1589
+  _globals['_ECHOEDPARAMETERS']._serialized_end=1899
+  _globals['_GETVOLUMEPROFILERESPONSE']._serialized_start=1902
+  _globals['_GETVOLUMEPROFILERESPONSE']._serialized_end=2122
+  _globals['_GETVOLUMEPROFILELEVELSREQUEST']._serialized_start=2125
+  _globals['_GETVOLUMEPROFILELEVELSREQUEST']._serialized_end=2350
+  _globals['_NAKEDPOC']._serialized_start=2352
+  _globals['_NAKEDPOC']._serialized_end=2437
+  _globals['_GETVOLUMEPROFILELEVELSRESPONSE']._serialized_start=2440
+  _globals['_GETVOLUMEPROFILELEVELSRESPONSE']._serialized_end=2833
+  _globals['_STREAMVOLUMEPROFILEREQUEST']._serialized_start=2836
+  _globals['_STREAMVOLUMEPROFILEREQUEST']._serialized_end=3073
+  _globals['_STREAMVOLUMEPROFILERESPONSE']._serialized_start=3076
+  _globals['_STREAMVOLUMEPROFILERESPONSE']._serialized_end=3341
+  _globals['_VOLUMEPROFILESERVICE']._serialized_start=3647
+  _globals['_VOLUMEPROFILESERVICE']._serialized_end=4001
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from marketdata.v1 import collector_service_pb2 as _collector_service_pb2
 from marketdata.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -84,14 +85,16 @@ class ProfileParameters(_message.Message):
     def __init__(self, row_ticks: _Optional[int] = ..., row_size: _Optional[str] = ..., value_area_pct: _Optional[float] = ..., va_method: _Optional[_Union[ValueAreaMethod, str]] = ..., volume_unit: _Optional[_Union[VolumeUnit, str]] = ..., node_window: _Optional[int] = ...) -> None: ...
 
 class GetVolumeProfileRequest(_message.Message):
-    __slots__ = ("instruments", "range", "parameters")
+    __slots__ = ("instruments", "range", "parameters", "composites")
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    COMPOSITES_FIELD_NUMBER: _ClassVar[int]
     instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
     range: ProfileRange
     parameters: ProfileParameters
-    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., range: _Optional[_Union[ProfileRange, _Mapping]] = ..., parameters: _Optional[_Union[ProfileParameters, _Mapping]] = ...) -> None: ...
+    composites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., range: _Optional[_Union[ProfileRange, _Mapping]] = ..., parameters: _Optional[_Union[ProfileParameters, _Mapping]] = ..., composites: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VolumeProfileRow(_message.Message):
     __slots__ = ("price", "buy_volume", "sell_volume", "total_volume", "delta")
@@ -194,26 +197,30 @@ class EchoedParameters(_message.Message):
     def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., row_size: _Optional[str] = ..., row_ticks: _Optional[int] = ..., tick_size: _Optional[str] = ..., value_area_pct: _Optional[str] = ..., va_method: _Optional[_Union[ValueAreaMethod, str]] = ..., volume_unit: _Optional[_Union[VolumeUnit, str]] = ..., node_window: _Optional[int] = ...) -> None: ...
 
 class GetVolumeProfileResponse(_message.Message):
-    __slots__ = ("profile", "parameters", "coverage")
+    __slots__ = ("profile", "parameters", "coverage", "failovers")
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    FAILOVERS_FIELD_NUMBER: _ClassVar[int]
     profile: VolumeProfile
     parameters: EchoedParameters
     coverage: ProfileCoverage
-    def __init__(self, profile: _Optional[_Union[VolumeProfile, _Mapping]] = ..., parameters: _Optional[_Union[EchoedParameters, _Mapping]] = ..., coverage: _Optional[_Union[ProfileCoverage, _Mapping]] = ...) -> None: ...
+    failovers: _containers.RepeatedCompositeFieldContainer[_collector_service_pb2.Failover]
+    def __init__(self, profile: _Optional[_Union[VolumeProfile, _Mapping]] = ..., parameters: _Optional[_Union[EchoedParameters, _Mapping]] = ..., coverage: _Optional[_Union[ProfileCoverage, _Mapping]] = ..., failovers: _Optional[_Iterable[_Union[_collector_service_pb2.Failover, _Mapping]]] = ...) -> None: ...
 
 class GetVolumeProfileLevelsRequest(_message.Message):
-    __slots__ = ("instruments", "range", "parameters", "naked_poc_sessions")
+    __slots__ = ("instruments", "range", "parameters", "naked_poc_sessions", "composites")
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     NAKED_POC_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    COMPOSITES_FIELD_NUMBER: _ClassVar[int]
     instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
     range: ProfileRange
     parameters: ProfileParameters
     naked_poc_sessions: int
-    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., range: _Optional[_Union[ProfileRange, _Mapping]] = ..., parameters: _Optional[_Union[ProfileParameters, _Mapping]] = ..., naked_poc_sessions: _Optional[int] = ...) -> None: ...
+    composites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., range: _Optional[_Union[ProfileRange, _Mapping]] = ..., parameters: _Optional[_Union[ProfileParameters, _Mapping]] = ..., naked_poc_sessions: _Optional[int] = ..., composites: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NakedPoc(_message.Message):
     __slots__ = ("price", "session_start_time_ms", "session_end_time_ms")
@@ -226,7 +233,7 @@ class NakedPoc(_message.Message):
     def __init__(self, price: _Optional[str] = ..., session_start_time_ms: _Optional[int] = ..., session_end_time_ms: _Optional[int] = ...) -> None: ...
 
 class GetVolumeProfileLevelsResponse(_message.Message):
-    __slots__ = ("poc", "value_area_high", "value_area_low", "high_volume_nodes", "low_volume_nodes", "naked_pocs", "parameters", "coverage")
+    __slots__ = ("poc", "value_area_high", "value_area_low", "high_volume_nodes", "low_volume_nodes", "naked_pocs", "parameters", "coverage", "failovers")
     POC_FIELD_NUMBER: _ClassVar[int]
     VALUE_AREA_HIGH_FIELD_NUMBER: _ClassVar[int]
     VALUE_AREA_LOW_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +242,7 @@ class GetVolumeProfileLevelsResponse(_message.Message):
     NAKED_POCS_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    FAILOVERS_FIELD_NUMBER: _ClassVar[int]
     poc: str
     value_area_high: str
     value_area_low: str
@@ -243,32 +251,37 @@ class GetVolumeProfileLevelsResponse(_message.Message):
     naked_pocs: _containers.RepeatedCompositeFieldContainer[NakedPoc]
     parameters: EchoedParameters
     coverage: ProfileCoverage
-    def __init__(self, poc: _Optional[str] = ..., value_area_high: _Optional[str] = ..., value_area_low: _Optional[str] = ..., high_volume_nodes: _Optional[_Iterable[_Union[VolumeNode, _Mapping]]] = ..., low_volume_nodes: _Optional[_Iterable[_Union[VolumeNode, _Mapping]]] = ..., naked_pocs: _Optional[_Iterable[_Union[NakedPoc, _Mapping]]] = ..., parameters: _Optional[_Union[EchoedParameters, _Mapping]] = ..., coverage: _Optional[_Union[ProfileCoverage, _Mapping]] = ...) -> None: ...
+    failovers: _containers.RepeatedCompositeFieldContainer[_collector_service_pb2.Failover]
+    def __init__(self, poc: _Optional[str] = ..., value_area_high: _Optional[str] = ..., value_area_low: _Optional[str] = ..., high_volume_nodes: _Optional[_Iterable[_Union[VolumeNode, _Mapping]]] = ..., low_volume_nodes: _Optional[_Iterable[_Union[VolumeNode, _Mapping]]] = ..., naked_pocs: _Optional[_Iterable[_Union[NakedPoc, _Mapping]]] = ..., parameters: _Optional[_Union[EchoedParameters, _Mapping]] = ..., coverage: _Optional[_Union[ProfileCoverage, _Mapping]] = ..., failovers: _Optional[_Iterable[_Union[_collector_service_pb2.Failover, _Mapping]]] = ...) -> None: ...
 
 class StreamVolumeProfileRequest(_message.Message):
-    __slots__ = ("instruments", "range", "parameters", "interval_ms", "include_rows")
+    __slots__ = ("instruments", "range", "parameters", "interval_ms", "include_rows", "composites")
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    COMPOSITES_FIELD_NUMBER: _ClassVar[int]
     instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
     range: ProfileRange
     parameters: ProfileParameters
     interval_ms: int
     include_rows: bool
-    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., range: _Optional[_Union[ProfileRange, _Mapping]] = ..., parameters: _Optional[_Union[ProfileParameters, _Mapping]] = ..., interval_ms: _Optional[int] = ..., include_rows: _Optional[bool] = ...) -> None: ...
+    composites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., range: _Optional[_Union[ProfileRange, _Mapping]] = ..., parameters: _Optional[_Union[ProfileParameters, _Mapping]] = ..., interval_ms: _Optional[int] = ..., include_rows: _Optional[bool] = ..., composites: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamVolumeProfileResponse(_message.Message):
-    __slots__ = ("as_of_time_ms", "bar_close", "profile", "parameters", "coverage")
+    __slots__ = ("as_of_time_ms", "bar_close", "profile", "parameters", "coverage", "failovers")
     AS_OF_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     BAR_CLOSE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    FAILOVERS_FIELD_NUMBER: _ClassVar[int]
     as_of_time_ms: int
     bar_close: bool
     profile: VolumeProfile
     parameters: EchoedParameters
     coverage: ProfileCoverage
-    def __init__(self, as_of_time_ms: _Optional[int] = ..., bar_close: _Optional[bool] = ..., profile: _Optional[_Union[VolumeProfile, _Mapping]] = ..., parameters: _Optional[_Union[EchoedParameters, _Mapping]] = ..., coverage: _Optional[_Union[ProfileCoverage, _Mapping]] = ...) -> None: ...
+    failovers: _containers.RepeatedCompositeFieldContainer[_collector_service_pb2.Failover]
+    def __init__(self, as_of_time_ms: _Optional[int] = ..., bar_close: _Optional[bool] = ..., profile: _Optional[_Union[VolumeProfile, _Mapping]] = ..., parameters: _Optional[_Union[EchoedParameters, _Mapping]] = ..., coverage: _Optional[_Union[ProfileCoverage, _Mapping]] = ..., failovers: _Optional[_Iterable[_Union[_collector_service_pb2.Failover, _Mapping]]] = ...) -> None: ...

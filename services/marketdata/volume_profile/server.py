@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from marketdata.core.bar_sources import LiveTrades, StorageSource
+from marketdata.core.composite import CompositeResolver
 from marketdata.core.config import ConfigError, Settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.grpc_server import GrpcServer, ServiceRegistration, build_server
@@ -97,14 +98,17 @@ async def start_volume_profile_service(
     storage = StorageSource(storage_channel, int(settings.storage_footprint_max_range * 1000))
     collector_channel = None
     live_trades = None
-    if live and settings.collector_addr:
+    if settings.collector_addr:
         collector_channel = create_channel(settings.collector_addr, tracer_provider)
-        live_trades = LiveTrades(collector_channel, settings.instruments)
-        live_trades.start()
+        if live:
+            live_trades = LiveTrades(collector_channel, settings.instruments)
+            live_trades.start()
     entries = settings.volume_profile_cache_entries if settings.volume_profile_cache_ttl > 0 else 0
     cache = RangeCache(entries, settings.volume_profile_cache_ttl, settings.redis_url)
     registry.register(_Metrics(cache, live_trades))
-    servicer = VolumeProfileServicer(settings, storage, live_trades, cache, tick_sizes)
+    servicer = VolumeProfileServicer(
+        settings, storage, live_trades, cache, tick_sizes, CompositeResolver(collector_channel)
+    )
     try:
         server = build_server(
             [ServiceRegistration(SERVICE_NAME, lambda s: add_volume_profile_service(servicer, s))],

@@ -6,7 +6,6 @@ import asyncio
 import bisect
 import itertools
 import logging
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -14,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from marketdata.core.analytics.exact import decimals_of, format_scaled, is_plain_decimal, to_units
+from marketdata.core.analytics.exact import format_scaled
 from marketdata.core.analytics.profile import (
     Grid,
     Histogram,
@@ -22,7 +21,6 @@ from marketdata.core.analytics.profile import (
     VaMethod,
     VolumeUnit,
     compute_profile,
-    is_multiple,
     parse_pct,
     row_count,
     share_text,
@@ -35,10 +33,20 @@ from marketdata.core.analytics.timeframes import (
     utc_day,
     utc_week,
 )
+from marketdata.core.analytics_requests import HANDLED, RequestError, abort_for, row_grid
 from marketdata.core.bar_sources import LiveTrades, MinuteBar, StorageSource, build_histogram, now_ms
+from marketdata.core.composite import (
+    CompositeError,
+    CompositeResolver,
+    CompositeUnavailable,
+    ResolvedComposite,
+    segments_of,
+)
 from marketdata.core.config import Settings, env_name, format_duration
+from marketdata.core.coverage import CoverageSource
 from marketdata.core.instrument_meta import MetadataError, fetch_tick_sizes
 from marketdata.core.instruments import InstrumentId
+from marketdata.v1 import collector_service_pb2 as collector_pb2
 from marketdata.v1 import common_pb2
 from marketdata.v1 import volume_profile_service_pb2 as pb
 from marketdata.v1 import volume_profile_service_pb2_grpc as pb_grpc
@@ -50,8 +58,6 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VolumeProfileService"].full_name
 MAX_INSTRUMENTS = 16
 MAX_LOOKBACK = 100_000
 MIN_INTERVAL_MS = 100
-OLDEST_TTL_S = 30.0
-GAPS_TTL_S = 5.0
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
@@ -72,16 +78,6 @@ _UNITS = {
 _UNIT_PROTO = {VolumeUnit.BASE: pb.VOLUME_UNIT_BASE, VolumeUnit.QUOTE: pb.VOLUME_UNIT_QUOTE}
 
 
-class RequestError(Exception):
-    """A bad argument: INVALID_ARGUMENT with "<field>: <message>"."""
-
-    def __init__(
-        self, field_name: str, message: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT
-    ):
-        super().__init__(f"{field_name}: {message}")
-        self.code = code
-
-
 @dataclass
 class Query:
     instruments: list[InstrumentId]
@@ -97,6 +93,19 @@ class Query:
     volume_scale: int
     anchor: int = pb.ANCHOR_UNSPECIFIED
     session: pb.Session | None = None
+    composites: list[ResolvedComposite] = field(default_factory=list)
+
+    def sources(self, start: int, end: int) -> list[tuple[InstrumentId, int, int]]:
+        """(instrument, from, to) read for [start, end): each instrument over all of it, each
+        composite's followed feed over its own stretches (core/composite.py rule)."""
+        out = [(i, start, end) for i in self.instruments]
+        for composite in self.composites:
+            out += [(s.instrument, s.start_ms, s.end_ms) for s in segments_of(composite.failover, start, end)]
+        return out
+
+    @property
+    def failovers(self) -> list[collector_pb2.Failover]:
+        return [c.failover for c in self.composites]
 
 
 @dataclass
@@ -104,6 +113,11 @@ class Assembled:
     histogram: Histogram
     minutes_with_trades: set[int] = field(default_factory=set)
     includes_live: bool = False
+
+
+def _minutes_of(bars: Sequence[MinuteBar]) -> set[int]:
+    """Minutes holding trades (1h bars: see MinuteBar.minutes)."""
+    return {minute for bar in bars for minute in bar.minutes()}
 
 
 def chunk_edges(start: int, end: int) -> list[int]:
@@ -193,22 +207,29 @@ class VolumeProfileServicer:
         live: LiveTrades | None,
         cache: RangeCache,
         tick_sizes: dict[InstrumentId, str] | None = None,
+        composites: CompositeResolver | None = None,
     ) -> None:
         self.settings = settings
+        # `best:SYMBOL` keys resolved against the collector's failover history (None: no collector)
+        self.composites = composites or CompositeResolver(None)
         self.storage = storage
         self.live = live
         self.cache = cache
         self._ticks: dict[InstrumentId, str] = dict(tick_sizes or {})
-        self._gaps_cache: tuple[float, list[common_pb2.TradeGap]] | None = None
-        self._oldest_cache: tuple[float, dict[InstrumentId, int]] | None = None
+        self.coverage_source = CoverageSource(storage, live)
 
     # --- request parsing -------------------------------------------------------------------------
 
-    def _instruments(self, messages: Sequence[common_pb2.Instrument]) -> list[InstrumentId]:
-        if not messages:
-            raise RequestError("instruments", "give at least one instrument")
-        if len(messages) > MAX_INSTRUMENTS:
-            raise RequestError("instruments", f"{len(messages)} given, above the limit of {MAX_INSTRUMENTS}")
+    def _instruments(
+        self, messages: Sequence[common_pb2.Instrument], composites: int = 0
+    ) -> list[InstrumentId]:
+        if not messages and not composites:
+            raise RequestError("instruments", "give at least one instrument (or a composite)")
+        if len(messages) + composites > MAX_INSTRUMENTS:
+            raise RequestError(
+                "instruments",
+                f"{len(messages) + composites} given with composites, above the limit of {MAX_INSTRUMENTS}",
+            )
         out: list[InstrumentId] = []
         for index, message in enumerate(messages):
             try:
@@ -241,8 +262,27 @@ class VolumeProfileServicer:
                 ) from None
         return {i: self._ticks[i] for i in instruments}
 
+    async def _composites(
+        self, keys: Sequence[str], instruments: list[InstrumentId], start: int, end: int
+    ) -> list[ResolvedComposite]:
+        try:
+            resolved = list((await self.composites.resolve(keys, start, end)).values())
+        except CompositeError as exc:
+            raise RequestError(exc.field, exc.reason) from None
+        except CompositeUnavailable as exc:
+            raise RequestError("composites", str(exc), grpc.StatusCode.UNAVAILABLE) from None
+        for index, composite in enumerate(resolved):
+            for instrument in composite.followed:
+                if instrument in instruments:
+                    raise RequestError(
+                        f"composites[{index}]",
+                        f"{composite.key} follows {instrument.key}, also given in "
+                        f"instruments[{instruments.index(instrument)}] (it would be counted twice)",
+                    )
+        return resolved
+
     async def query(self, request: Any, now: int, *, developing: bool = False) -> Query:
-        instruments = self._instruments(request.instruments)
+        instruments = self._instruments(request.instruments, len(request.composites))
         if developing:
             rng = pb.ProfileRange()
             rng.CopyFrom(request.range)
@@ -266,29 +306,10 @@ class VolumeProfileServicer:
         window = params.node_window or self.settings.volume_profile_node_window
         if window % 2 == 0 or window > 101:
             raise RequestError("parameters.node_window", f"must be odd and at most 101, got {window}")
-        ticks = await self._tick_sizes(instruments)
-        tick = max(ticks.values(), key=lambda t: to_units(t, 18))
-        decimals = max(decimals_of(t) for t in ticks.values())
-        if params.row_size:
-            if not is_plain_decimal(params.row_size) or to_units(params.row_size, 18) == 0:
-                raise RequestError(
-                    "parameters.row_size", f"must be a plain decimal > 0, got {params.row_size!r}"
-                )
-            row_size, where = params.row_size, "parameters.row_size"
-        else:
-            row_ticks = params.row_ticks or 1
-            if row_ticks > 1_000_000:
-                raise RequestError("parameters.row_ticks", f"must be within 1..1000000, got {row_ticks}")
-            grid = Grid.of(tick, decimals)
-            row_size, where = Grid(grid.row_units * row_ticks, grid.decimals).row_size, "parameters.row_ticks"
-        for instrument, own in ticks.items():
-            if not is_multiple(row_size, own):
-                raise RequestError(
-                    where,
-                    f"row size {row_size} is not a whole multiple of {instrument.key}'s tick size {own}",
-                )
-        grid = Grid.of(row_size, decimals)
-        row_ticks = grid.row_units // Grid.of(tick, grid.decimals).row_units
+        composites = await self._composites(request.composites, instruments, start, end)
+        followed = [i for c in composites for i in c.followed if i not in instruments]
+        ticks = await self._tick_sizes([*instruments, *dict.fromkeys(followed)])
+        grid, row_ticks, tick = row_grid(params.row_size, params.row_ticks, ticks)
         unit = _UNITS[params.volume_unit]
         scale = 18 + (grid.decimals if unit is VolumeUnit.QUOTE else 0)
         return Query(
@@ -305,6 +326,7 @@ class VolumeProfileServicer:
             scale,
             request.range.anchor or (pb.ANCHOR_UTC_DAY if developing else pb.ANCHOR_UNSPECIFIED),
             request.range.session if request.range.anchor == pb.ANCHOR_SESSION else None,
+            composites,
         )
 
     # --- data ------------------------------------------------------------------------------------
@@ -313,7 +335,7 @@ class VolumeProfileServicer:
         self, instrument: InstrumentId, start: int, end: int, q: Query
     ) -> tuple[Histogram, set[int]]:
         bars = await self.storage.bars(instrument, start, end)
-        return build_histogram(bars, q.grid, q.unit, q.volume_scale), {b.start_ms for b in bars}
+        return build_histogram(bars, q.grid, q.unit, q.volume_scale), _minutes_of(bars)
 
     async def _closed_histograms(
         self, instrument: InstrumentId, start: int, end: int, q: Query
@@ -341,7 +363,7 @@ class VolumeProfileServicer:
                     by_chunk[index].append(bar)
             for index, members in by_chunk.items():
                 histogram = build_histogram(members, q.grid, q.unit, q.volume_scale)
-                minutes = {b.start_ms for b in members}
+                minutes = _minutes_of(members)
                 found[index] = (histogram, minutes)
                 await self.cache.put(keys[index], histogram, sorted(minutes))
         return [found[i] for i in range(len(chunks))]
@@ -352,7 +374,9 @@ class VolumeProfileServicer:
             return out
         closed = now - now % MINUTE_MS - CLOSED_GRACE_MS
 
-        async def one(instrument: InstrumentId) -> tuple[list[tuple[Histogram, set[int]]], list[MinuteBar]]:
+        async def one(
+            instrument: InstrumentId, start: int, end: int
+        ) -> tuple[list[tuple[Histogram, set[int]]], list[MinuteBar]]:
             live_from = self.live.live_from(instrument, now) if self.live is not None else None
             stored_end = end if live_from is None else max(start, min(end, live_from))
             parts: list[tuple[Histogram, set[int]]] = []
@@ -367,7 +391,8 @@ class VolumeProfileServicer:
                 live_bars = self.live.bars(instrument, max(start, live_from), end, q.tick)
             return parts, live_bars
 
-        results = await asyncio.gather(*(one(i) for i in q.instruments))
+        sources = q.sources(start, end)
+        results = await asyncio.gather(*(one(i, a, b) for i, a, b in sources))
         for parts, live_bars in results:
             for histogram, minutes in parts:
                 out.histogram.merge(histogram)
@@ -377,90 +402,24 @@ class VolumeProfileServicer:
                 out.minutes_with_trades.add(bar.start_ms)
             if live_bars or (
                 self.live is not None
-                and any(self.live.live_from(i, now) is not None for i in q.instruments)
+                and any(self.live.live_from(i, now) is not None for i, _, _ in sources)
                 and end > now - now % MINUTE_MS
             ):
                 out.includes_live = True
         return out
 
-    async def _feed_gaps(self) -> list[common_pb2.TradeGap]:
-        if self.live is None:
-            return []
-        cached = self._gaps_cache
-        if cached is not None and time.monotonic() - cached[0] < GAPS_TTL_S:
-            return cached[1]
-        gaps = await self.live.feed_gaps()
-        self._gaps_cache = (time.monotonic(), gaps)
-        return gaps
-
-    async def _oldest(self, instruments: list[InstrumentId]) -> dict[InstrumentId, int]:
-        cached = self._oldest_cache
-        if (
-            cached is not None
-            and time.monotonic() - cached[0] < OLDEST_TTL_S
-            and all(i in cached[1] for i in instruments)
-        ):
-            return cached[1]
-        oldest = await self.storage.oldest_bar_ms(instruments)
-        self._oldest_cache = (time.monotonic(), oldest)
-        return oldest
-
     async def coverage(self, q: Query, assembled: Assembled, now: int) -> pb.ProfileCoverage:
-        open_minute_end = now - now % MINUTE_MS + MINUTE_MS
-        expected_end = min(q.end, open_minute_end)
-        expected = max(0, (expected_end - q.start) // MINUTE_MS)
-        gaps: list[pb.TimeGap] = []
-        covered_from = q.start
-        oldest = await self._oldest(q.instruments)
-        for instrument in q.instruments:
-            first = oldest.get(instrument)
-            if first is None:
-                if not assembled.includes_live:
-                    gaps.append(
-                        pb.TimeGap(
-                            start_time_ms=q.start,
-                            end_time_ms=expected_end,
-                            reason=f"no stored footprints for {instrument.key}",
-                        )
-                    )
-                    covered_from = max(covered_from, expected_end)
-            elif first > q.start:
-                gap_end = min(first - first % MINUTE_MS, expected_end)
-                if gap_end > q.start:
-                    gaps.append(
-                        pb.TimeGap(
-                            start_time_ms=q.start,
-                            end_time_ms=gap_end,
-                            reason=f"before the oldest stored footprint of {instrument.key}",
-                        )
-                    )
-                    covered_from = max(covered_from, gap_end)
-        for gap in await self._feed_gaps():
-            try:
-                instrument = InstrumentId.from_proto(gap.instrument)
-            except ValueError:
-                continue
-            if instrument in q.instruments and gap.from_time_ms < q.end and gap.to_time_ms > q.start:
-                state = "being repaired" if gap.state == common_pb2.GAP_STATE_REPAIRING else "unrepaired"
-                missing = f", {gap.missing_trades} trades missing" if gap.missing_trades else ""
-                gaps.append(
-                    pb.TimeGap(
-                        start_time_ms=max(q.start, gap.from_time_ms),
-                        end_time_ms=min(q.end, gap.to_time_ms),
-                        reason=f"{instrument.key}: trade-id gap {state} (collector){missing}",
-                    )
-                )
-        if q.end > open_minute_end:
-            gaps.append(pb.TimeGap(start_time_ms=open_minute_end, end_time_ms=q.end, reason="in the future"))
-        covered = max(0, (expected_end - covered_from) // MINUTE_MS)
-        return pb.ProfileCoverage(
-            minutes_expected=expected,
-            minutes_covered=covered,
-            minutes_with_trades=len({m for m in assembled.minutes_with_trades if q.start <= m < q.end}),
-            known_gaps=gaps,
-            partial=bool(gaps) or covered < expected,
-            includes_live=assembled.includes_live,
+        figures = await self.coverage_source.measure(
+            q.sources(q.start, q.end),
+            q.start,
+            q.end,
+            now,
+            assembled.minutes_with_trades,
+            assembled.includes_live,
         )
+        coverage = pb.ProfileCoverage()
+        figures.fill(coverage)
+        return coverage
 
     # --- output ----------------------------------------------------------------------------------
 
@@ -586,18 +545,6 @@ class VolumeProfileServicer:
 
     # --- RPCs --------------------------------------------------------------------------------------
 
-    async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
-        if isinstance(exc, RequestError):
-            await context.abort(exc.code, str(exc))
-        if isinstance(exc, grpc.aio.AioRpcError):
-            details = exc.details() or ""
-            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"instruments: storage: {details}")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc.code().name}: {details}")
-        if isinstance(exc, ValueError):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"parameters: {exc}")
-        raise exc
-
     async def GetVolumeProfile(
         self, request: pb.GetVolumeProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetVolumeProfileResponse:
@@ -606,11 +553,11 @@ class VolumeProfileServicer:
             q = await self.query(request, now)
             profile, assembled = await self.compute(q, now)
             coverage = await self.coverage(q, assembled, now)
-        except (RequestError, grpc.aio.AioRpcError, ValueError) as exc:
-            await self._fail(context, exc)
+        except HANDLED as exc:
+            await abort_for(context, exc)
             raise
         return pb.GetVolumeProfileResponse(
-            profile=self.to_proto(profile), parameters=self.echo(q), coverage=coverage
+            profile=self.to_proto(profile), parameters=self.echo(q), coverage=coverage, failovers=q.failovers
         )
 
     async def GetVolumeProfileLevels(
@@ -625,8 +572,8 @@ class VolumeProfileServicer:
             profile, assembled = await self.compute(q, now)
             coverage = await self.coverage(q, assembled, now)
             naked = await self.naked_pocs(q, now, sessions)
-        except (RequestError, grpc.aio.AioRpcError, ValueError) as exc:
-            await self._fail(context, exc)
+        except HANDLED as exc:
+            await abort_for(context, exc)
             raise
         levels = self.to_proto(profile, include_rows=False)
         return pb.GetVolumeProfileLevelsResponse(
@@ -638,6 +585,7 @@ class VolumeProfileServicer:
             naked_pocs=naked,
             parameters=self.echo(q),
             coverage=coverage,
+            failovers=q.failovers,
         )
 
     async def StreamVolumeProfile(
@@ -650,19 +598,20 @@ class VolumeProfileServicer:
                     "interval_ms", f"must be 0 or >= {MIN_INTERVAL_MS}, got {request.interval_ms}"
                 )
             q = await self.query(request, now, developing=True)
-        except (RequestError, grpc.aio.AioRpcError, ValueError) as exc:
-            await self._fail(context, exc)
+        except HANDLED as exc:
+            await abort_for(context, exc)
             raise
         bar_close = False
         while True:
             now = now_ms()
             try:
-                if q.end <= now - now % MINUTE_MS and request.range.anchor:
-                    q = await self.query(request, now, developing=True)  # the next session began
+                if (q.end <= now - now % MINUTE_MS and request.range.anchor) or request.composites:
+                    # the next session began, or a composite may have switched
+                    q = await self.query(request, now, developing=True)
                 profile, assembled = await self.compute(q, now)
                 coverage = await self.coverage(q, assembled, now)
-            except (RequestError, grpc.aio.AioRpcError, ValueError) as exc:
-                await self._fail(context, exc)
+            except HANDLED as exc:
+                await abort_for(context, exc)
                 raise
             yield pb.StreamVolumeProfileResponse(
                 as_of_time_ms=now,
@@ -670,6 +619,7 @@ class VolumeProfileServicer:
                 profile=self.to_proto(profile, include_rows=request.include_rows),
                 parameters=self.echo(q),
                 coverage=coverage,
+                failovers=q.failovers,
             )
             next_close = now - now % MINUTE_MS + MINUTE_MS
             wake = next_close

@@ -79,6 +79,18 @@ def test_breaker_opens_after_failures_probes_half_open_and_closes() -> None:
     assert b.state == CLOSED and b.consecutive == 0 and b.rejected == 2
 
 
+def test_breaker_probe_given_up_lets_the_next_call_probe() -> None:
+    t = [0.0]
+    b = CircuitBreaker("binance-spot", "rest_backfill", failures=1, open_s=1.0, clock=lambda: t[0])
+    b.allow()
+    b.failure("500")
+    t[0] = 1.5
+    b.allow()  # the probe, then cancelled (a backfill timeout) before its answer
+    b.abandon()
+    b.allow()  # not stuck: the next call probes
+    assert b.state == HALF_OPEN and b.rejected == 0
+
+
 def test_breaker_429_418_open_at_once_for_at_least_retry_after() -> None:
     t = [0.0]
     b = CircuitBreaker("binance-spot", "rest_snapshot", failures=5, open_s=1.0, clock=lambda: t[0])

@@ -41,6 +41,7 @@ class CircuitBreaker:
     rejected: int = 0  # calls refused while open
     reason: str = ""
     open_until: float = 0.0  # monotonic
+    weight_used: float = 0.0  # REST request weight drawn by this call's requests (collector/rest.py)
     _period: float = 0.0
     _probing: bool = False
     clock: object = field(default=time.monotonic, repr=False)
@@ -68,6 +69,10 @@ class CircuitBreaker:
             raise CircuitOpen(self, wait)
         if self.state == HALF_OPEN:
             self._probing = True
+
+    def abandon(self) -> None:
+        """A call given up before its answer (cancelled): it proves nothing, so a probe may go again."""
+        self._probing = False
 
     def success(self) -> None:
         self.consecutive = 0

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector as PromCollector
 
 from marketdata.collector.books import BookManager, BookUnavailable
@@ -305,6 +305,7 @@ class HealthMonitor:
                     retry_in_ms=int(max(0.0, b.open_until - now) * 1000) if wait else 0,
                     opened=b.opened,
                     rejected=b.rejected,
+                    weight_used=b.weight_used,
                 )
             )
         divergences = []
@@ -349,7 +350,7 @@ class HealthExporter(PromCollector):
     def __init__(self, monitor: HealthMonitor) -> None:
         self._m = monitor
 
-    def collect(self) -> Iterator[GaugeMetricFamily | HistogramMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         m = self._m
         prefix = "marketdata_collector_"
         health = GaugeMetricFamily(prefix + "feed_health_score", "Feed health score 0-100", labels=["feed"])
@@ -384,9 +385,17 @@ class HealthExporter(PromCollector):
             "Circuit breaker state (0 closed, 1 open, 2 half-open)",
             labels=["feed", "call"],
         )
+        weight = CounterMetricFamily(
+            prefix + "rest_weight_used",
+            "REST request weight drawn from the exchange's budget (documented weight per request)",
+            labels=["feed", "call"],
+        )
         for b in m.breakers.all.values():
             circuit.add_metric([b.feed, b.call], b.state)
+            if b.call != "ws_connect":
+                weight.add_metric([b.feed, b.call], b.weight_used)
         yield circuit
+        yield weight
         divergence = GaugeMetricFamily(
             prefix + "divergence_bps",
             "Largest price divergence from the reference feed over the window, basis points",

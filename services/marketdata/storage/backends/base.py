@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from marketdata.core.instruments import InstrumentId
-from marketdata.storage.footprints import is_plain_decimal, parse_tick
+from marketdata.storage.footprints import is_plain_decimal, parse_tick, volume_units
 from marketdata.v1 import common_pb2, order_book_pb2
 from marketdata.v1 import storage_service_pb2 as storage_pb2
 
@@ -107,13 +107,17 @@ class WriteResult:
 
 @dataclass
 class RestoreSession:
-    """Bars created by a restore so far: later trades of the same bar are added to them."""
+    """Bars created by a restore so far: later trades of the same bar are added to them.
+    (instrument key or id, bar start) of 1m bars, and separately of 1h bars."""
 
     created_bars: set[tuple[int, int]] = field(default_factory=set)
+    created_hours: set[tuple[int, int]] = field(default_factory=set)
 
 
 class Backend(Protocol):
     name: str
+    # open() migrated stored bars (their payloads changed without a write: caches of them are stale)
+    migrated: bool
 
     def open(self) -> None: ...
 
@@ -135,8 +139,10 @@ class Backend(Protocol):
         self, batches: Sequence[Sequence[order_book_pb2.OrderBookSnapshot]]
     ) -> list[WriteOutcome | InvalidBatch]: ...
 
-    def count_trades(self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int) -> int:
-        """Trades in [start, end), counting no further than cap + 1."""
+    def count_trades(
+        self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int, min_size: int = 0
+    ) -> int:
+        """Trades in [start, end) (of size >= min_size volume units), counting no further than cap + 1."""
         ...
 
     def read_trades(
@@ -147,7 +153,11 @@ class Backend(Protocol):
         after: tuple[int, int] | None,
         limit: int,
         chunk: int,
-    ) -> Iterator[TradeChunk]: ...
+        min_size: int = 0,
+    ) -> Iterator[TradeChunk]:
+        """Stored trades in (time, sequence) order; with min_size (volume units, see
+        footprints.volume_units) only those at least that size; `limit` counts the trades returned."""
+        ...
 
     def count_book_snapshots(self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int) -> int: ...
 
@@ -203,6 +213,40 @@ class Backend(Protocol):
     ) -> WriteOutcome:
         """Put archived trades back without counting them again: bars that exist already hold them."""
         ...
+
+
+# --- shared helpers --------------------------------------------------------------------------------
+
+
+def unframe(framed: bytes) -> bytes:
+    """Strip the tag and length varint off a framed payload."""
+    position = 1
+    while framed[position] & 0x80:
+        position += 1
+    return framed[position + 1 :]
+
+
+def trade_of(framed: bytes) -> common_pb2.Trade:
+    """A stored trade (framed as a TradeBatch.trades field) as a message."""
+    return common_pb2.Trade.FromString(unframe(framed))
+
+
+def large_enough(framed: bytes, min_size: int) -> bool:
+    """The stored trade's size is at least min_size volume units (an exact decimal compare)."""
+    return volume_units(trade_of(framed).size) >= min_size
+
+
+def count_by_reading(chunks: Iterator[TradeChunk], cap: int) -> int:
+    """Count trades from read_trades chunks, stopping once past cap (0: no cap)."""
+    total = 0
+    for chunk in chunks:
+        total += chunk.count
+        if cap and total > cap:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            break
+    return total
 
 
 # --- validation ------------------------------------------------------------------------------------

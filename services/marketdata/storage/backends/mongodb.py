@@ -13,6 +13,18 @@ Collection types:
   database-enforced identity, and resends are dropped at query time by (time, update id).
 - `footprints_1m` / `footprints_1h`: regular collections keyed by "<instrument>|<bar start>", rows
   as a sub-document of Decimal128 volumes (exact decimal, 34 digits) updated with atomic $inc upserts.
+  Every write updates the trade's 1m bar and its 1h bar the same way, so a 1h bar holds the merge of
+  its hour's 1m bars (once both updates of a write are applied; recovery applies both).
+
+Price fields (open/high/low/close, delta extremes) depend on the order of a bar's trades, which atomic
+increments from concurrent writers cannot keep. They are derived instead, and stamped with the trade
+count they were derived at (`pc`): a bar whose `pc` differs from its count `c` is completed ("finished")
+before anyone sees it: a 1m bar from its raw trades in (exchange time, sequence) order, a 1h bar as the
+merge of its (finished) 1m bars, or from the hour's raw trades when retention removed 1m bars. The
+writer finishes the closed bars each write touched (so late trades are folded in at once) and readers
+finish whatever is still stale (the open minute and hour). A bar whose raw trades are no longer all
+stored keeps empty price fields (`px` false) until its count changes. Finishing is a compare-and-set on
+the count, so a finish racing a write is simply redone by the next reader.
 
 Exactly-once footprints without multi-document transactions (which a standalone server lacks):
 trades are inserted first, tagged with the writer's id `w` and write number `n`; then each touched
@@ -52,13 +64,18 @@ from marketdata.storage.backends.base import (
     TradeWrite,
     WriteOutcome,
     WriteResult,
+    count_by_reading,
+    large_enough,
     screen_writes,
+    trade_of,
+    unframe,
     validate_snapshot,
     validate_tick,
     validate_trades,
 )
 from marketdata.storage.footprints import (
     BAR_MS,
+    HOUR_MS,
     MINUTE_MS,
     RES_1H,
     RES_1M,
@@ -67,6 +84,7 @@ from marketdata.storage.footprints import (
     format_units,
     format_volume,
     parse_tick,
+    roll_up,
     to_units,
     volume_units,
 )
@@ -80,13 +98,9 @@ TTL_MARGIN_S = 7 * 86400
 _BARS = {RES_1M: "footprints_1m", RES_1H: "footprints_1h"}
 _TIME_FIELD = {"trades": "t", "book_snapshots": "t", "footprints_1m": "m", "footprints_1h": "m"}
 _TRADE_TAG = 0x12
-
-
-def _unframe(framed: bytes) -> bytes:
-    position = 1
-    while framed[position] & 0x80:
-        position += 1
-    return framed[position + 1 :]
+# open, high, low, close, max_delta, min_delta (exact decimal text) in a bar document
+_PRICE_KEYS = ("o", "h", "lo", "cl", "mx", "mn")
+SCHEMA_VERSION = 2  # 2: 1h bars on ingest and price fields (see open: _migrate_v1)
 
 
 def _row_key(units: int, decimals: int) -> str:
@@ -172,6 +186,8 @@ def _bar_of(doc: dict[str, Any], resolution: int) -> Bar:
         bar.sell += sell
         trades += buy_n + sell_n
     bar.trades = trades
+    fresh = int(doc.get("pc", -1)) == int(doc.get("c", trades)) and bool(doc.get("px"))
+    bar.set_price_fields([str(doc[k]) for k in _PRICE_KEYS] if fresh else None)
     return bar
 
 
@@ -183,11 +199,20 @@ def _plain(value: Any) -> str:
     return f"{whole}.{fraction[:VOLUME_SCALE]}" if fraction else whole
 
 
+def _price_set(bar: Bar) -> dict[str, Any]:
+    """The $set of a bar's price fields, stamped with the count they hold for."""
+    fields = bar.price_fields()
+    out: dict[str, Any] = {"pc": bar.trades, "px": fields is not None}
+    if fields is not None:
+        out.update(zip(_PRICE_KEYS, fields, strict=True))
+    return out
+
+
 def _bar_doc(instrument: InstrumentId, bar: Bar) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for units, (buy, sell, buy_n, sell_n) in bar.rows.items():
         rows[_row_key(units, bar.decimals)] = {"b": _dec(buy), "s": _dec(sell), "bn": buy_n, "sn": sell_n}
-    return {
+    return _price_set(bar) | {
         "_id": f"{instrument.key}|{bar.start_ms}",
         "i": instrument.key,
         "m": bar.start_ms,
@@ -206,6 +231,7 @@ def _date(ms: int) -> datetime:
 
 class MongoBackend:
     name = "mongodb"
+    migrated = False
 
     def __init__(
         self,
@@ -271,8 +297,56 @@ class MongoBackend:
                     self._ticks[instrument] = doc["tick_size"]
             self._renew_lease()
             self.recover_dead_writers()
+            self._migrate_v1()
         except PyMongoError as exc:
             raise StoreUnavailable(f"cannot open MongoDB: {exc}") from exc
+
+    def _migrate_v1(self) -> None:
+        """Once per database: give every hour that has 1m bars but no 1h bar (stores from before 1h bars
+        were kept on ingest) the roll-up of its 1m bars. Price fields need no migration: bars without
+        them are stale by definition (no `pc`) and get finished from raw trades when first read.
+        Run it with one storage replica: a replica already writing could create an hour's 1h bar from
+        new trades alone while this one is still rolling that hour up."""
+        if int((self.db.meta.find_one({"_id": "schema"}) or {}).get("v", 1)) >= SCHEMA_VERSION:
+            return
+        began = time.monotonic()
+        written = 0
+        for instrument in sorted(self._known, key=lambda i: i.key):
+            key = instrument.key
+            have = set(self.db.footprints_1h.distinct("m", {"i": key}))
+            group: list[Bar] = []
+            for doc in self.db.footprints_1m.find({"i": key}).sort("m", 1):
+                bar = _bar_of(doc, RES_1M)
+                if (
+                    group
+                    and bar.start_ms - bar.start_ms % HOUR_MS
+                    != group[0].start_ms - group[0].start_ms % HOUR_MS
+                ):
+                    written += self._put_missing_hour(instrument, group, have)
+                    group = []
+                group.append(bar)
+            if group:
+                written += self._put_missing_hour(instrument, group, have)
+        self.db.meta.update_one({"_id": "schema"}, {"$max": {"v": SCHEMA_VERSION}}, upsert=True)
+        self.migrated = True
+        if written:
+            log.info(
+                "MongoDB store migrated: 1h bars built from 1m bars",
+                extra={"hours": written, "seconds": round(time.monotonic() - began, 1)},
+            )
+
+    def _put_missing_hour(self, instrument: InstrumentId, minutes: list[Bar], have: set[int]) -> int:
+        hour = minutes[0].start_ms - minutes[0].start_ms % HOUR_MS
+        if hour in have:
+            return 0
+        merged = roll_up(minutes)[hour]
+        merged.version = 1
+        doc = _bar_doc(instrument, merged)
+        doc["pc"] = -1  # price fields are finished on first read (from the finished 1m bars)
+        with contextlib.suppress(DuplicateKeyError):  # another replica built it meanwhile
+            self.db.footprints_1h.insert_one(doc)
+            return 1
+        return 0
 
     def close(self) -> None:
         if self._client is not None:
@@ -326,19 +400,65 @@ class MongoBackend:
 
     def _apply_write(self, writer: str, n: int) -> int:
         """Idempotently apply one write's trades to their bars (guarded by the writer's ledger)."""
-        deltas: dict[tuple[str, int], _Delta] = {}
-        for doc in self.db.trades.find({"w": writer, "n": n}, {"p": 1, "i": 1}):
+        deltas: dict[tuple[int, str, int], _Delta] = {}
+        for doc in self.db.trades.find({"w": writer, "n": n}, {"p": 1, "i": 1}).sort([("t", 1), ("s", 1)]):
             instrument = InstrumentId.parse(doc["i"])
             tick = self._tick_of(instrument)
             tick_units, decimals = parse_tick(tick)
-            trade = common_pb2.Trade.FromString(_unframe(bytes(doc["p"])))
-            start = trade.exchange_time_ms - trade.exchange_time_ms % MINUTE_MS
-            delta = deltas.get((doc["i"], start))
-            if delta is None:
-                delta = deltas[(doc["i"], start)] = _Delta(instrument, start, tick)
-            delta.add(trade, tick_units, decimals)
-        self._bulk_bars([d.update(writer, n) for d in deltas.values()], RES_1M)
+            trade = common_pb2.Trade.FromString(unframe(bytes(doc["p"])))
+            for resolution in (RES_1M, RES_1H):
+                start = trade.exchange_time_ms - trade.exchange_time_ms % BAR_MS[resolution]
+                delta = deltas.get((resolution, doc["i"], start))
+                if delta is None:
+                    delta = deltas[(resolution, doc["i"], start)] = _Delta(instrument, start, tick)
+                delta.add(trade, tick_units, decimals)
+        for resolution in (RES_1M, RES_1H):
+            self._bulk_bars(
+                [d.update(writer, n) for k, d in deltas.items() if k[0] == resolution], resolution
+            )
         return len(deltas)
+
+    # --- price fields ------------------------------------------------------------------------------
+
+    def _raw_trades(self, key: str, start: int, end: int) -> list[tuple[str, str, bool]]:
+        """(price, size, is_buy) of the stored trades in [start, end), in (exchange time, sequence) order."""
+        out: list[tuple[str, str, bool]] = []
+        cursor = self.db.trades.find({"i": key, "t": {"$gte": start, "$lt": end}}, {"p": 1, "_id": 0}).sort(
+            [("t", 1), ("s", 1)]
+        )
+        for doc in cursor:
+            trade = trade_of(bytes(doc["p"]))
+            out.append((trade.price, trade.size, trade.side == common_pb2.SIDE_BUY))
+        return out
+
+    def _finish(self, resolution: int, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The bar documents with price fields current for their trade count (see the module notes)."""
+        return [doc if doc.get("pc") == doc.get("c") else self._finish_one(resolution, doc) for doc in docs]
+
+    def _finish_one(self, resolution: int, doc: dict[str, Any]) -> dict[str, Any]:
+        key, start, count = str(doc["i"]), int(doc["m"]), int(doc.get("c", 0))
+        bar = _bar_of(doc, resolution)
+        bar.trades = count
+        merged: Bar | None = None
+        if resolution == RES_1H:
+            minute_docs = list(
+                self.db.footprints_1m.find({"i": key, "m": {"$gte": start, "$lt": start + HOUR_MS}}).sort(
+                    "m", 1
+                )
+            )
+            minutes = [_bar_of(d, RES_1M) for d in self._finish(RES_1M, minute_docs)]
+            if minutes and sum(m.trades for m in minutes) == count:
+                merged = roll_up(minutes)[start]
+        if merged is not None:
+            bar.set_price_fields(merged.price_fields())
+        else:
+            bar.recompute(self._raw_trades(key, start, start + BAR_MS[resolution]))
+        fields = _price_set(bar)
+        # compare-and-set on the count: a write that landed meanwhile leaves the bar stale for the next reader
+        done = self.db[_BARS[resolution]].find_one_and_update(
+            {"_id": doc["_id"], "c": count}, {"$set": fields, "$inc": {"v": 1}}, return_document=True
+        )
+        return dict(done) if done is not None else doc | fields
 
     def _tick_of(self, instrument: InstrumentId) -> str:
         tick = self._ticks.get(instrument)
@@ -438,6 +558,7 @@ class MongoBackend:
                 self._repair.append(n)  # some may be in: their bars are applied before the next write
                 raise
             deltas: dict[tuple[InstrumentId, int], _Delta] = {}
+            hour_deltas: dict[tuple[InstrumentId, int], _Delta] = {}
             position = 0
             minute_now = now_ms - now_ms % MINUTE_MS
             for index, write, tick in valid:
@@ -456,6 +577,13 @@ class MongoBackend:
                         if delta is None:
                             delta = deltas[(write.instrument, start)] = _Delta(write.instrument, start, tick)
                         delta.add(trade, tick_units, decimals)
+                        hour = start - start % HOUR_MS
+                        hour_delta = hour_deltas.get((write.instrument, hour))
+                        if hour_delta is None:
+                            hour_delta = hour_deltas[(write.instrument, hour)] = _Delta(
+                                write.instrument, hour, tick
+                            )
+                        hour_delta.add(trade, tick_units, decimals)
                         if start < minute_now:
                             late.add(start)
                         oldest = t if oldest == 0 else min(oldest, t)
@@ -469,19 +597,24 @@ class MongoBackend:
                     )
             try:
                 self._bulk_bars([d.update(self.writer_id, n) for d in deltas.values()], RES_1M)
+                self._bulk_bars([d.update(self.writer_id, n) for d in hour_deltas.values()], RES_1H)
             except PyMongoError:
                 self._repair.append(n)
                 raise
             self.db.writers.update_one({"_id": self.writer_id}, {"$max": {"n_done": n}})
-            closed = [d for d in deltas.values() if d.start < minute_now]
-            if closed:
-                for doc in self.db.footprints_1m.find(
+            # closed bars this write changed: finish them now (late trades), and report them
+            for resolution, touched in ((RES_1M, deltas), (RES_1H, hour_deltas)):
+                closed = [d for d in touched.values() if d.start + BAR_MS[resolution] <= minute_now]
+                if not closed:
+                    continue
+                docs = self.db[_BARS[resolution]].find(
                     {"_id": {"$in": [f"{d.instrument.key}|{d.start}" for d in closed]}}
-                ):
-                    bar = _bar_of(doc, RES_1M)
+                )
+                for doc in self._finish(resolution, list(docs)):
+                    bar = _bar_of(doc, resolution)
                     result.changed_bars.append(
                         ChangedBar(
-                            InstrumentId.parse(doc["i"]), RES_1M, bar.start_ms, bar.version, bar.encode()
+                            InstrumentId.parse(doc["i"]), resolution, bar.start_ms, bar.version, bar.encode()
                         )
                     )
         except PyMongoError as exc:
@@ -497,7 +630,13 @@ class MongoBackend:
             update["$max"] = {"newest": newest}
         self.db.stats.update_one({"_id": f"{collection}|{instrument.key}"}, update, upsert=True)
 
-    def count_trades(self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int) -> int:
+    def count_trades(
+        self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int, min_size: int = 0
+    ) -> int:
+        if min_size:
+            return count_by_reading(
+                self.read_trades(instrument, start_ms, end_ms, None, 0, 4096, min_size), cap
+            )
         return self.count_range("trades", instrument, start_ms, end_ms, cap)
 
     def read_trades(
@@ -508,23 +647,31 @@ class MongoBackend:
         after: tuple[int, int] | None,
         limit: int,
         chunk: int,
+        min_size: int = 0,
     ) -> Iterator[TradeChunk]:
         query: dict[str, Any] = {"i": instrument.key, "t": {"$gte": start_ms, "$lt": end_ms}}
         if after is not None:
             query["$or"] = [{"t": after[0], "s": {"$gt": after[1]}}, {"t": {"$gt": after[0]}}]
         try:
             cursor = self.db.trades.find(query, {"p": 1, "t": 1, "s": 1, "_id": 0}).sort([("t", 1), ("s", 1)])
-            if limit > 0:
+            if limit > 0 and not min_size:
                 cursor = cursor.limit(limit)
-            cursor = cursor.batch_size(chunk)
+            cursor = cursor.batch_size(max(chunk, 256))
             parts: list[bytes] = []
             last = (0, 0)
+            returned = 0
             for doc in cursor:
-                parts.append(bytes(doc["p"]))
+                payload = bytes(doc["p"])
+                if min_size and not large_enough(payload, min_size):  # sizes live inside the message
+                    continue
+                parts.append(payload)
                 last = (int(doc["t"]), int(doc["s"]))
-                if len(parts) >= chunk:
+                returned += 1
+                if len(parts) >= chunk or returned == limit:
                     yield TradeChunk(b"".join(parts), len(parts), last)
                     parts = []
+                    if returned == limit:
+                        return
             if parts:
                 yield TradeChunk(b"".join(parts), len(parts), last)
         except PyMongoError as exc:
@@ -624,7 +771,7 @@ class MongoBackend:
                 .sort("m", 1)
             )
             out = []
-            for doc in docs:
+            for doc in self._finish(resolution, list(docs)):
                 bar = _bar_of(doc, resolution)
                 out.append(StoredBar(bar.start_ms, bar.version, bar.encode()))
             return out
@@ -766,7 +913,7 @@ class MongoBackend:
         out: list[bytes] = []
         for doc in self.db[collection].find(query, {"p": 1}).sort(sort):
             payload = bytes(doc["p"])
-            out.append(_unframe(payload) if collection == "trades" else payload)
+            out.append(unframe(payload) if collection == "trades" else payload)
             if len(out) >= 4096:
                 yield out
                 out = []
@@ -824,22 +971,29 @@ class MongoBackend:
             ]
             new = self._insert(docs)
             tick_units, decimals = parse_tick(tick)
-            deltas: dict[int, _Delta] = {}
-            kept: set[int] = set()
+            deltas: dict[tuple[int, int], _Delta] = {}
+            kept: set[tuple[int, int]] = set()  # (resolution, start) of bars that hold these trades already
+            created = {RES_1M: session.created_bars, RES_1H: session.created_hours}
             for n in sorted(new):
                 trade = trades[n]
-                start = trade.exchange_time_ms - trade.exchange_time_ms % MINUTE_MS
-                if start in kept:
-                    continue
-                if start not in deltas:
-                    exists = self.db.footprints_1m.find_one({"_id": f"{key}|{start}"}, {"_id": 1})
-                    if exists is not None and (0, start) not in session.created_bars:
-                        kept.add(start)
+                for resolution in (RES_1M, RES_1H):
+                    start = trade.exchange_time_ms - trade.exchange_time_ms % BAR_MS[resolution]
+                    if (resolution, start) in kept:
                         continue
-                    deltas[start] = _Delta(instrument, start, tick)
-                deltas[start].add(trade, tick_units, decimals)
-            self._bulk_bars([d.update("restore", 0, guarded=False) for d in deltas.values()], RES_1M)
-            session.created_bars.update((0, s) for s in deltas)
+                    if (resolution, start) not in deltas:
+                        exists = self.db[_BARS[resolution]].find_one({"_id": f"{key}|{start}"}, {"_id": 1})
+                        if exists is not None and (0, start) not in created[resolution]:
+                            kept.add((resolution, start))
+                            continue
+                        deltas[(resolution, start)] = _Delta(instrument, start, tick)
+                    deltas[(resolution, start)].add(trade, tick_units, decimals)
+            for resolution in (RES_1M, RES_1H):
+                self._bulk_bars(
+                    [d.update("restore", 0, guarded=False) for k, d in deltas.items() if k[0] == resolution],
+                    resolution,
+                )
+            for resolution, start in deltas:
+                created[resolution].add((0, start))
             if new:
                 times = [trades[n].exchange_time_ms for n in new]
                 self._bump_stat(

@@ -11,7 +11,8 @@ Layout (WITHOUT ROWID tables, clustered by their primary key):
   time range is one contiguous scan; UNIQUE(inst, tid) is the trade identity. `payload` is the Trade
   message already framed as a TradeBatch.trades field, so a query concatenates bytes.
 - footprints_1m / footprints_1h(inst, start_ms, version, trades, payload): one row per bar, payload a
-  FootprintBar message; updated in the same transaction as the trades that changed it.
+  FootprintBar message; both updated in the same transaction as the trades that changed them, so a
+  1h bar always equals the merge of its hour's 1m bars (until retention removes those).
 - book_snapshots(inst, t, update_id, payload): identity (instrument, time, update id).
 - stats(collection, inst, ...): counts, bytes, oldest, newest, maintained in the same transactions.
 """
@@ -19,6 +20,7 @@ Layout (WITHOUT ROWID tables, clustered by their primary key):
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -42,15 +44,22 @@ from marketdata.storage.backends.base import (
     TradeWrite,
     WriteOutcome,
     WriteResult,
+    count_by_reading,
+    large_enough,
     screen_writes,
+    trade_of,
+    unframe,
     validate_snapshot,
     validate_tick,
     validate_trades,
 )
-from marketdata.storage.footprints import BAR_MS, MINUTE_MS, RES_1H, RES_1M, Bar
+from marketdata.storage.footprints import BAR_MS, HOUR_MS, MINUTE_MS, RES_1H, RES_1M, Bar, roll_up
 from marketdata.v1 import common_pb2, order_book_pb2
 
-SCHEMA_VERSION = 1
+# 2: bars carry the price fields (open/high/low/close, delta extremes) and 1h bars are kept on ingest;
+# a version-1 store is migrated on open (see _migrate_v1).
+SCHEMA_VERSION = 2
+log = logging.getLogger(__name__)
 _HOT_BARS = 512  # decoded bars kept by the writer (the current minutes, recent late ones)
 _READERS = 4
 # Multi-row INSERT sizes: a chunk of rows is cut into these, so only a few statements are prepared.
@@ -90,14 +99,6 @@ _TRADE_TAG = 0x12  # TradeBatch.trades = 2
 _SNAPSHOT_TAG = 0x0A  # QueryBookSnapshotsResponse.snapshots = 1
 
 
-def _unframe(framed: bytes) -> bytes:
-    """Strip the tag and length varint off a framed payload."""
-    position = 1
-    while framed[position] & 0x80:
-        position += 1
-    return framed[position + 1 :]
-
-
 class _Stat:
     __slots__ = ("bytes", "count", "newest", "oldest")
 
@@ -129,6 +130,7 @@ class _Touched:
 
 class SqliteBackend:
     name = "sqlite"
+    migrated = False
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", max_bytes: int = 0) -> None:
         self.path = Path(path)
@@ -166,9 +168,10 @@ class SqliteBackend:
             conn = self._connect()
             conn.executescript(_SCHEMA)
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = SCHEMA_VERSION if row is None else int(row[0])
             if row is None:
                 conn.execute("INSERT INTO meta VALUES('schema_version', ?)", (SCHEMA_VERSION,))
-            elif int(row[0]) != SCHEMA_VERSION:
+            elif version not in (1, SCHEMA_VERSION):
                 raise StoreUnavailable(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
             row = conn.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
             self._next_seq = int(row[0]) if row else 1
@@ -176,6 +179,8 @@ class SqliteBackend:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._writer = conn
         self._load_instruments()
+        if version == 1:
+            self._migrate_v1()
 
     def close(self) -> None:
         if self._writer is not None:
@@ -257,6 +262,86 @@ class SqliteBackend:
             if self._w.in_transaction:
                 self._w.execute("ROLLBACK")
         self._settle(False)
+
+    def _migrate_v1(self) -> None:
+        """Bring a version-1 store up to date, once, on open (before any write).
+
+        Version 1 kept 1m bars without the price fields and made 1h bars only when retention removed
+        1m bars. Per instrument and hour, oldest first, one transaction per hour (an interrupted
+        migration resumes: finished hours need nothing more): each 1m bar without price fields gets
+        them from its raw trades when the store still holds all of them; the hour's 1h bar becomes
+        the merge of its 1m bars when it is missing, lacks price fields or holds fewer trades than
+        they do; a 1h bar whose 1m bars retention removed gets its price fields from the hour's raw
+        trades when they are all kept. Bars that cannot be completed keep empty price fields.
+        """
+        began = time.monotonic()
+        hours_done = 0
+        for inst_id in sorted(self._inst_keys):
+            hours = {
+                int(s) - int(s) % HOUR_MS
+                for (s,) in self._w.execute("SELECT start_ms FROM footprints_1m WHERE inst=?", (inst_id,))
+            }
+            hours |= {
+                int(s)
+                for (s,) in self._w.execute("SELECT start_ms FROM footprints_1h WHERE inst=?", (inst_id,))
+            }
+            for hour in sorted(hours):
+                try:
+                    self._begin()
+                    stats = self._migrate_hour(inst_id, hour)
+                    for (i, res), stat in stats.items():
+                        self._bump_stat(_BAR_TABLE[res], i, stat)
+                    self._commit()
+                except sqlite3.Error as exc:
+                    self._abort()
+                    raise StoreUnavailable(f"{self.path}: migration to schema 2 failed: {exc}") from exc
+                hours_done += 1
+        self._w.execute("INSERT OR REPLACE INTO meta VALUES('schema_version', ?)", (SCHEMA_VERSION,))
+        self.migrated = True
+        log.info(
+            "store migrated to schema 2 (price fields, 1h bars on ingest)",
+            extra={
+                "path": str(self.path),
+                "hours": hours_done,
+                "seconds": round(time.monotonic() - began, 1),
+            },
+        )
+
+    def _migrate_hour(self, inst_id: int, hour: int) -> dict[tuple[int, int], _Stat]:
+        instrument = self._inst_keys[inst_id]
+        minutes: list[Bar] = []
+        touched: dict[tuple[int, int, int], _Touched] = {}
+        for payload, size in self._w.execute(
+            "SELECT payload, length(payload) FROM footprints_1m WHERE inst=? AND start_ms>=? AND start_ms<? "
+            "ORDER BY start_ms",
+            (inst_id, hour, hour + HOUR_MS),
+        ).fetchall():
+            bar = Bar.decode(payload)
+            minutes.append(bar)
+            if not bar.exact:
+                bar.recompute(self._raw_trades(inst_id, bar.start_ms, bar.start_ms + MINUTE_MS))
+                if bar.exact:
+                    touched[(inst_id, RES_1M, bar.start_ms)] = _Touched(instrument, bar, int(size))
+        stats = self._save_bars(touched)
+        row = self._w.execute(
+            "SELECT payload, length(payload) FROM footprints_1h WHERE inst=? AND start_ms=?", (inst_id, hour)
+        ).fetchone()
+        current = Bar.decode(row[0]) if row is not None else None
+        hourly: dict[tuple[int, int, int], _Touched] = {}
+        key = (inst_id, RES_1H, hour)
+        if minutes and (
+            current is None or not current.exact or current.trades < sum(m.trades for m in minutes)
+        ):
+            merged = roll_up(minutes)[hour]
+            if current is None or current.trades <= merged.trades:
+                merged.version = current.version if current is not None else 0
+                hourly[key] = _Touched(instrument, merged, int(row[1]) if row is not None else 0)
+        if key not in hourly and current is not None and not current.exact:
+            current.recompute(self._raw_trades(inst_id, hour, hour + HOUR_MS))
+            if current.exact:
+                hourly[key] = _Touched(instrument, current, int(row[1]) if row is not None else 0)
+        stats.update(self._save_bars(hourly))
+        return stats
 
     def tick_sizes(self) -> dict[InstrumentId, str]:
         return dict(self._ticks)
@@ -354,18 +439,29 @@ class SqliteBackend:
                 late: set[int] = set()
                 stat = trade_stats.setdefault(inst_id, _Stat())
                 newest = 0
+                minute_start = hour_start = -1
+                minute_bar = hour_bar = Bar(0, tick)  # placeholders, replaced at the first trade
+                same_grid = True
                 for n in inserted:
                     trade = write.trades[n]
                     t = trade.exchange_time_ms
                     start = t - t % MINUTE_MS
-                    key = (inst_id, RES_1M, start)
-                    entry = touched.get(key)
-                    if entry is None:
-                        bar, old_bytes = self._bar(inst_id, RES_1M, start, tick)
-                        entry = touched[key] = _Touched(instrument, bar, old_bytes)
-                    entry.bar.add(trade.price, trade.size, trade.side == common_pb2.SIDE_BUY, t)
-                    if start < minute_now:
-                        late.add(start)
+                    if start != minute_start:
+                        minute_start = start
+                        minute_bar = self._touch(touched, instrument, inst_id, RES_1M, start, tick)
+                        if start - start % HOUR_MS != hour_start:
+                            hour_start = start - start % HOUR_MS
+                            hour_bar = self._touch(touched, instrument, inst_id, RES_1H, hour_start, tick)
+                        same_grid = minute_bar.same_grid(hour_bar)
+                        if start < minute_now:
+                            late.add(start)
+                    is_buy = trade.side == common_pb2.SIDE_BUY
+                    price = trade.price
+                    units, volume = minute_bar.add(price, trade.size, is_buy, t)
+                    if same_grid:
+                        hour_bar.add_parsed(price, units, volume, is_buy, t)
+                    else:
+                        hour_bar.add(price, trade.size, is_buy, t)
                     stat.add(1, 0, t, t)
                     if t > newest:
                         newest = t
@@ -373,7 +469,7 @@ class SqliteBackend:
                 if newest:
                     result.newest_ms[instrument] = max(result.newest_ms.get(instrument, 0), newest)
                 outcomes[index] = WriteOutcome(len(inserted), len(write.trades) - len(inserted), len(late))
-            bar_stats = self._save_bars(touched)
+            bar_stats = self._finish_bars(touched)
             for inst_id, stat in trade_stats.items():
                 self._bump_stat("trades", inst_id, stat)
             for (inst_id, resolution), stat in bar_stats.items():
@@ -393,6 +489,72 @@ class SqliteBackend:
                 )
         return result
 
+    def _touch(
+        self,
+        touched: dict[tuple[int, int, int], _Touched],
+        instrument: InstrumentId,
+        inst_id: int,
+        resolution: int,
+        start: int,
+        tick: str,
+    ) -> Bar:
+        """The bar this transaction updates at (resolution, start), loaded on first use."""
+        key = (inst_id, resolution, start)
+        entry = touched.get(key)
+        if entry is None:
+            bar, old_bytes = self._bar(inst_id, resolution, start, tick)
+            entry = touched[key] = _Touched(instrument, bar, old_bytes)
+        return entry.bar
+
+    def _raw_trades(self, inst_id: int, start: int, end: int) -> list[tuple[str, str, bool]]:
+        """(price, size, is_buy) of the stored trades in [start, end), in (exchange time, sequence) order."""
+        out: list[tuple[str, str, bool]] = []
+        buy = common_pb2.SIDE_BUY
+        for (payload,) in self._w.execute(
+            "SELECT payload FROM trades WHERE inst=? AND t>=? AND t<? ORDER BY t, seq", (inst_id, start, end)
+        ):
+            trade = trade_of(payload)
+            out.append((trade.price, trade.size, trade.side == buy))
+        return out
+
+    def _finish_bars(self, touched: dict[tuple[int, int, int], _Touched]) -> dict[tuple[int, int], _Stat]:
+        """Complete and store the bars a transaction touched: 1m bars a trade landed inside of get their
+        price fields from their raw trades; then 1h bars that are new, had a trade land inside, or hold
+        such a minute are made the merge of their hour's 1m bars again; the rest were updated in place."""
+        minutes = {k: e for k, e in touched.items() if k[1] == RES_1M}
+        hours = {k: e for k, e in touched.items() if k[1] == RES_1H}
+        rebuild: set[tuple[int, int, int]] = set()
+        for (inst_id, _, start), entry in minutes.items():
+            if entry.bar.needs_recompute:
+                entry.bar.recompute(self._raw_trades(inst_id, start, start + MINUTE_MS))
+                rebuild.add((inst_id, RES_1H, start - start % HOUR_MS))
+        stats = self._save_bars(minutes)
+        for key, entry in hours.items():
+            if key in rebuild or entry.bar.needs_recompute or entry.bar.version == 0:
+                self._rebuild_hour(key, entry)
+        stats.update(self._save_bars(hours))
+        return stats
+
+    def _rebuild_hour(self, key: tuple[int, int, int], entry: _Touched) -> None:
+        """Make a 1h bar the merge of its hour's stored 1m bars (this transaction's included). When
+        retention removed some of those 1m bars, keep the bar's rows and take its price fields from the
+        hour's raw trades (unknown if those are gone too)."""
+        inst_id, _, hour = key
+        minutes = [
+            Bar.decode(payload)
+            for (payload,) in self._w.execute(
+                "SELECT payload FROM footprints_1m WHERE inst=? AND start_ms>=? AND start_ms<? ORDER BY start_ms",
+                (inst_id, hour, hour + HOUR_MS),
+            )
+        ]
+        bar = entry.bar
+        if minutes and sum(m.trades for m in minutes) >= bar.trades:
+            merged = roll_up(minutes)[hour]
+            merged.version = bar.version
+            entry.bar = self._bars[key] = merged
+        else:
+            bar.recompute(self._raw_trades(inst_id, hour, hour + HOUR_MS))
+
     def _forget(self, touched: dict[tuple[int, int, int], _Touched]) -> None:
         """After a failed transaction: roll back, and drop the cached bars it changed."""
         self._abort()
@@ -411,7 +573,13 @@ class SqliteBackend:
             (collection, inst_id, stat.count, stat.bytes, stat.oldest, stat.newest),
         )
 
-    def count_trades(self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int) -> int:
+    def count_trades(
+        self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int, min_size: int = 0
+    ) -> int:
+        if min_size:
+            return count_by_reading(
+                self.read_trades(instrument, start_ms, end_ms, None, 0, 4096, min_size), cap
+            )
         return self.count_range("trades", instrument, start_ms, end_ms, cap)
 
     def read_trades(
@@ -422,9 +590,13 @@ class SqliteBackend:
         after: tuple[int, int] | None,
         limit: int,
         chunk: int,
+        min_size: int = 0,
     ) -> Iterator[TradeChunk]:
         inst_id = self._inst_ids.get(instrument)
         if inst_id is None:
+            return
+        if min_size:
+            yield from self._read_large_trades(inst_id, start_ms, end_ms, after, limit, chunk, min_size)
             return
         with self._reader() as conn:
             conn.execute("BEGIN")  # one snapshot for the whole read
@@ -458,6 +630,46 @@ class SqliteBackend:
                     if left > 0:
                         left -= len(rows)
                     yield TradeChunk(b"".join([r[2] for r in rows]), len(rows), (last[0], last[1]))
+
+    def _read_large_trades(
+        self,
+        inst_id: int,
+        start_ms: int,
+        end_ms: int,
+        after: tuple[int, int] | None,
+        limit: int,
+        chunk: int,
+        min_size: int,
+    ) -> Iterator[TradeChunk]:
+        """read_trades filtered by size: every trade of the range is read and its size compared exactly
+        (sizes live inside the stored message), so the filter saves transfer, not the scan."""
+        with self._reader() as conn:
+            conn.execute("BEGIN")
+            sql = "SELECT t, seq, payload FROM trades WHERE inst=? AND t>=? AND t<? "
+            if after is None:
+                cursor = conn.execute(sql + "ORDER BY t, seq", (inst_id, start_ms, end_ms))
+            else:
+                cursor = conn.execute(
+                    sql + "AND (t>? OR seq>?) ORDER BY t, seq",
+                    (inst_id, after[0], end_ms, after[0], after[1]),
+                )
+            left = limit if limit > 0 else -1
+            parts: list[bytes] = []
+            last = (0, 0)
+            while left != 0 and (rows := cursor.fetchmany(4096)):
+                for t, seq, payload in rows:
+                    if not large_enough(payload, min_size):
+                        continue
+                    parts.append(payload)
+                    last = (t, seq)
+                    left -= 1
+                    if len(parts) >= chunk or left == 0:
+                        yield TradeChunk(b"".join(parts), len(parts), last)
+                        parts = []
+                        if left == 0:
+                            break
+            if parts:
+                yield TradeChunk(b"".join(parts), len(parts), last)
 
     # --- book snapshots ----------------------------------------------------------------------------
 
@@ -521,7 +733,7 @@ class SqliteBackend:
                 sql += f" LIMIT {limit}"
             cursor = conn.execute(sql, (inst_id, start_ms, end_ms))
             while rows := cursor.fetchmany(256):
-                yield [_unframe(r[0]) for r in rows]
+                yield [unframe(r[0]) for r in rows]
 
     # --- footprints --------------------------------------------------------------------------------
 
@@ -658,7 +870,7 @@ class SqliteBackend:
                 (inst_id, start_ms, end_ms),
             )
             while rows := cursor.fetchmany(4096):
-                yield [_unframe(r[0]) for r in rows] if framed else [r[0] for r in rows]
+                yield [unframe(r[0]) for r in rows] if framed else [r[0] for r in rows]
 
     def delete_range(self, collection: str, instrument: InstrumentId, start_ms: int, end_ms: int) -> int:
         inst_id = self._inst_ids.get(instrument)
@@ -711,29 +923,29 @@ class SqliteBackend:
             self._begin()
             inst_id = self._inst_id(instrument, "" if instrument in self._ticks else tick)
             inserted, size = self._insert_trades(inst_id, trades)
-            kept: set[int] = set()
+            kept: set[tuple[int, int]] = set()  # (resolution, start) of bars that hold these trades already
+            created = {RES_1M: session.created_bars, RES_1H: session.created_hours}
             stat = _Stat()
             for n in inserted:
                 trade = trades[n]
                 t = trade.exchange_time_ms
-                start = t - t % MINUTE_MS
                 stat.add(1, 0, t, t)
-                if start in kept:
-                    continue
-                key = (inst_id, RES_1M, start)
-                entry = touched.get(key)
-                if entry is None:
-                    exists = self._w.execute(
-                        "SELECT 1 FROM footprints_1m WHERE inst=? AND start_ms=?", (inst_id, start)
-                    ).fetchone()
-                    if exists is not None and (inst_id, start) not in session.created_bars:
-                        kept.add(start)  # retention kept this bar: it counts these trades already
+                for resolution, start in ((RES_1M, t - t % MINUTE_MS), (RES_1H, t - t % HOUR_MS)):
+                    if (resolution, start) in kept:
                         continue
-                    bar, old_bytes = self._bar(inst_id, RES_1M, start, tick)
-                    entry = touched[key] = _Touched(instrument, bar, old_bytes)
-                entry.bar.add(trade.price, trade.size, trade.side == common_pb2.SIDE_BUY, t)
+                    key = (inst_id, resolution, start)
+                    if key not in touched:
+                        exists = self._w.execute(
+                            f"SELECT 1 FROM {_BAR_TABLE[resolution]} WHERE inst=? AND start_ms=?",
+                            (inst_id, start),
+                        ).fetchone()
+                        if exists is not None and (inst_id, start) not in created[resolution]:
+                            kept.add((resolution, start))  # retention kept this bar: it counts these trades
+                            continue
+                    bar = self._touch(touched, instrument, inst_id, resolution, start, tick)
+                    bar.add(trade.price, trade.size, trade.side == common_pb2.SIDE_BUY, t)
             stat.bytes = size
-            for (i, res), bar_stat in self._save_bars(touched).items():
+            for (i, res), bar_stat in self._finish_bars(touched).items():
                 self._bump_stat(_BAR_TABLE[res], i, bar_stat)
             self._bump_stat("trades", inst_id, stat)
             self._w.execute("INSERT OR REPLACE INTO meta VALUES('next_seq', ?)", (self._next_seq,))
@@ -744,5 +956,7 @@ class SqliteBackend:
         except BaseException:
             self._forget(touched)
             raise
-        session.created_bars.update((inst_id, start) for (_, _, start) in touched)
+        for inst, resolution, start in touched:
+            created[resolution].add((inst, start))
+
         return WriteOutcome(len(inserted), len(trades) - len(inserted))

@@ -1,0 +1,1 @@
+"""The tools, one module per area; each has `register(mcp, backends, ...)`."""
