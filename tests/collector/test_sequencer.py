@@ -95,6 +95,53 @@ def test_binance_every_trade_once_in_order(drop: set[int], dup: set[int], swaps:
     assert totals["backfilled"] + len(set(arrivals)) == len(delivered)
 
 
+async def _reconnect_then_settle(
+    history: History, before: list[int], after: list[int]
+) -> tuple[list[str], FeedStats]:
+    """Trades `before` a reconnect, then `after` it (possibly none), as the stream delivers them."""
+    delivered: list[str] = []
+    stats = FeedStats(MarketKey.BINANCE_SPOT)
+    seq = ConsecutiveIdSequencer(
+        SPOT, stats, lambda _i, trades: delivered.extend(t.trade_id for t in trades), FAST, history.from_id
+    )
+    seq.on_connected()  # the first connection: nothing to catch up on
+    seq.on_trades([_trade(i) for i in before])
+    seq.on_connected()
+    seq.on_trades([_trade(i) for i in after])
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if seq._task is None:
+            break
+    await seq.close()
+    return delivered, stats
+
+
+def test_binance_trades_sent_while_disconnected_are_fetched_when_none_follow() -> None:
+    """The instrument went quiet (or stopped) during the outage: no later trade reveals the gap,
+    so the reconnect itself asks REST for what followed the last delivered id."""
+    history = History(range(1, 3001))  # 2,000 trades after the outage: more than one REST page
+    delivered, stats = asyncio.run(_reconnect_then_settle(history, list(range(1, 1001)), []))
+    assert delivered == [str(i) for i in range(1, 3001)]
+    gaps = stats.recent_gaps
+    assert [(g.kind, g.state, g.recovered_trades) for g in gaps] == [
+        (common_pb2.GAP_KIND_RECONNECT_WINDOW, common_pb2.GAP_STATE_REPAIRED, 2000)
+    ]
+
+
+def test_binance_reconnect_with_nothing_missed_records_no_gap() -> None:
+    history = History(range(1, 11))
+    delivered, stats = asyncio.run(_reconnect_then_settle(history, list(range(1, 11)), []))
+    assert delivered == [str(i) for i in range(1, 11)]
+    assert list(stats.recent_gaps) == [] and history.calls == 1
+
+
+def test_binance_reconnect_followed_by_trades_repairs_the_hole_once() -> None:
+    history = History(range(1, 31))
+    delivered, stats = asyncio.run(_reconnect_then_settle(history, list(range(1, 11)), list(range(21, 31))))
+    assert delivered == [str(i) for i in range(1, 31)]
+    assert stats.totals()["gaps_unrepaired"] == 0
+
+
 def test_binance_unrecoverable_gap_is_recorded_and_delivery_goes_on() -> None:
     history = History(range(0))  # the exchange no longer has them
     delivered, stats = asyncio.run(_run_binance([[1], [2], [6], [7]], history))

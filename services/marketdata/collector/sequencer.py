@@ -37,6 +37,7 @@ FetchRecent = Callable[[], Awaitable[list[Trade]]]
 
 REST = common_pb2.TRADE_SOURCE_REST_BACKFILL
 RECENT_IDS = 50_000
+CATCH_UP_PAGE = 1000  # Binance's largest trades page
 
 
 class Sequencer(Protocol):
@@ -116,10 +117,66 @@ class ConsecutiveIdSequencer(_Base):
         self._held: dict[int, Trade] = {}
 
     def on_connected(self) -> None:
-        # Nothing to do: the next trade's id tells whether anything was missed.
-        pass
+        # The next trade's id tells whether anything was missed, but only once it comes: trades sent
+        # while the connection was down stay missing for as long as the instrument is quiet (or for
+        # good when it stopped trading). So after a reconnect, if no trade has come by the end of
+        # the grace period, ask REST what followed the last delivered id.
+        if self._next is not None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._catch_up(self._next))
+
+    async def _catch_up(self, expected: int) -> None:
+        try:
+            await asyncio.sleep(self._settings.gap_grace_s)
+            if self._next == expected and not self._held:
+                await self._fetch_after_reconnect(expected)
+            while self._held:  # a gap seen meanwhile (this task kept _repair from starting)
+                await self._repair_first_hole()
+        finally:
+            self._stats.repairing = False
+            self._task = None
+
+    async def _fetch_after_reconnect(self, expected: int) -> None:
+        """Ids from `expected` on that REST has and the stream did not bring, as a repaired gap."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.backfill_timeout_s
+        recovered: list[Trade] = []
+        while self._next is not None and not self._held:
+            start = self._next
+            try:
+                rows = await self._retrying(functools.partial(self._fetch, start, CATCH_UP_PAGE), deadline)
+            except RestError as exc:
+                log.warning(
+                    "catch-up after reconnect failed",
+                    extra={"instrument": self.instrument.key, "error": str(exc)},
+                )
+                break
+            out: list[Trade] = []
+            for trade_id, trade in rows:  # type: ignore[attr-defined]
+                if self._next is not None and trade_id >= self._next:
+                    self._accept(trade_id, trade, out)
+            if out:
+                recovered += out
+                self._emit(out)
+            if len(rows) < CATCH_UP_PAGE or self._next == start:  # type: ignore[arg-type]
+                break
+        if recovered:
+            gap = self._new_gap(
+                common_pb2.GAP_KIND_RECONNECT_WINDOW,
+                f"{len(recovered)} trades sent while disconnected, fetched after the reconnect",
+            )
+            gap.first_missing_trade_id, gap.last_missing_trade_id = (
+                recovered[0].trade_id,
+                recovered[-1].trade_id,
+            )
+            gap.missing_trades = gap.recovered_trades = len(recovered)
+            gap.from_time_ms, gap.to_time_ms = recovered[0].exchange_time_ms, recovered[-1].exchange_time_ms
+            self._stats.backfilled += len(recovered)
+            self._feed.open_gap(gap)
+            self._feed.close_gap(gap, repaired=True)
 
     def on_trades(self, trades: list[Trade]) -> None:
+        if not trades:
+            return
         expected = self._next
         if expected is not None and not self._held:
             # The usual case, no gap open and every id the next one: delivered as they came.
