@@ -107,6 +107,34 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     soak.add_argument("--sample-seconds", type=float, default=10.0, help="time between RSS samples")
     soak.add_argument("--out", default="bench-results/soak.json", help="where to write the JSON")
     soak.set_defaults(handler=run_soak)
+    everything = areas.add_parser(
+        "all",
+        help=f"every area in turn with its defaults ({', '.join(SHORT_AREAS)}); "
+        "--long adds memory and soak (30 min each)",
+    )
+    everything.add_argument("--long", action="store_true", help="also the 30-minute memory and soak runs")
+    everything.add_argument("--peers", action="store_true", help="the collector side by side with its peers")
+    everything.set_defaults(handler=lambda args: run_all(args, areas))
+
+
+SHORT_AREAS = ("collector", "hotpath", "book", "storage", "profile", "flow", "mcp")
+LONG_AREAS = ("memory", "soak")
+
+
+def run_all(args: argparse.Namespace, areas: Any) -> int:
+    """Each area as if run alone with its defaults (JSON to bench-results/<area>.json); the exit code
+    is the worst of theirs, and an area that fails does not stop the others."""
+    worst = 0
+    for area in SHORT_AREAS + (LONG_AREAS if args.long else ()):
+        print(f"\n== marketdata bench {area}", flush=True)
+        area_args = areas.choices[area].parse_args(["--peers"] if area == "collector" and args.peers else [])
+        try:
+            code = int(area_args.handler(area_args))
+        except Exception as exc:  # one broken area must not hide the others' figures
+            print(f"marketdata bench {area}: failed: {exc!r}")
+            code = 1
+        worst = max(worst, code)
+    return worst
 
 
 def publish(table: str, figures: dict[str, Any], out: str) -> int:

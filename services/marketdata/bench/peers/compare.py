@@ -144,15 +144,29 @@ async def compare(seconds: float, peer_python: Path | None) -> list[Result]:
     return results
 
 
+def cpu_us_per_trade(result: Result) -> float:
+    """The client's CPU per trade: the figure that stays comparable when the exchange, not the
+    client, sets the rate (every client keeping up at the same trades/s)."""
+    return result.client_cpu_pct / 100 / result.trades_per_s * 1e6 if result.trades_per_s else 0.0
+
+
 def table(results: list[Result]) -> str:
     lines = [
-        f"{'scenario':<32} {'client':<22} {'trades/s':>10} {'client cpu%':>11} {'ours / this':>11}",
+        "| scenario | client | trades/s | client CPU % | CPU us/trade | trades/s per core at that cost "
+        "| ours / this (trades/s) | this / ours (CPU per trade) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    ours = {r.scenario: r.trades_per_s for r in results if r.client == OURS}
+    ours = {r.scenario: r for r in results if r.client == OURS}
     for r in results:
-        ratio = ours.get(r.scenario, 0.0) / r.trades_per_s if r.trades_per_s else 0.0
-        figure = f"{r.trades_per_s:>10,.0f}" if not r.error else f"{'failed':>10}"
-        lines.append(f"{r.scenario:<32} {r.client:<22} {figure} {r.client_cpu_pct:>11.1f} {ratio:>11.2f}")
+        mine = ours.get(r.scenario)
+        cost = cpu_us_per_trade(r)
+        rate_ratio = mine.trades_per_s / r.trades_per_s if mine and r.trades_per_s else 0.0
+        cost_ratio = cost / cpu_us_per_trade(mine) if mine and cpu_us_per_trade(mine) else 0.0
         if r.error:
-            lines.append(f"    {r.error}")
+            lines.append(f"| {r.scenario} | {r.client} | failed: {r.error} | | | | | |")
+            continue
+        lines.append(
+            f"| {r.scenario} | {r.client} | {r.trades_per_s:,.0f} | {r.client_cpu_pct:.1f} | {cost:.2f} "
+            f"| {1e6 / cost if cost else 0:,.0f} | {rate_ratio:.2f} | {cost_ratio:.2f} |"
+        )
     return "\n".join(lines)
