@@ -42,6 +42,7 @@ TRADES_PER_INSTRUMENT = 400
 # Tokens as an operator configures them: one unlimited, one on a tier of 3 tool calls a day.
 TOKEN = "test-token-unlimited-0123456789abcdef"
 LIMITED_TOKEN = "test-token-limited-0123456789abcdef"
+EXPIRED_TOKEN = "test-token-expired-0123456789abcdef"  # expired on 2020-01-01
 TIERS = "tiny=0/3,unlimited=0/0"
 
 
@@ -131,7 +132,7 @@ async def running_bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
                     "MARKETDATA_ORDER_FLOW_ADDR": f"127.0.0.1:{flow.grpc.port}",
                     "MARKETDATA_MCP_PORT": "0",
                     "MARKETDATA_MCP_METRICS_PORT": "0",
-                    "MARKETDATA_MCP_TOKENS": f"{TOKEN}:unlimited,{LIMITED_TOKEN}:tiny",
+                    "MARKETDATA_MCP_TOKENS": f"{TOKEN}:unlimited,{LIMITED_TOKEN}:tiny,{EXPIRED_TOKEN}:unlimited:2020-01-01",
                     "MARKETDATA_MCP_TIERS": TIERS,
                 }
             )

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 from mcp import MCPError
 
-from tests.mcp.conftest import LIMITED_TOKEN, TOKEN, Bridge
+from marketdata.mcp.access import parse_tokens
+from tests.mcp.conftest import EXPIRED_TOKEN, LIMITED_TOKEN, TOKEN, Bridge
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")
 
@@ -60,6 +61,24 @@ async def test_no_token_and_a_wrong_token_get_401(bridge: Bridge) -> None:
     with pytest.raises(MCPError):  # the client reports the refused request
         async with bridge.client(token="wrong") as client:
             await client.list_tools()
+
+
+async def test_an_expired_token_gets_401_saying_so(bridge: Bridge) -> None:
+    status, headers, body = await post(bridge, INITIALIZE, EXPIRED_TOKEN)
+    assert status == 401
+    assert 'error="invalid_token"' in headers["WWW-Authenticate"]
+    assert "expired" in body and EXPIRED_TOKEN not in body
+
+
+def test_token_expiry_is_parsed_and_a_bad_one_named_without_the_token() -> None:
+    (dated, timed) = parse_tokens("abc:pro:2026-12-31,def:free:2026-12-31T18:00Z")
+    assert (dated.tier, dated.expires_at) == ("pro", 1798675200.0)  # midnight UTC
+    assert (
+        timed.expires_at == 1798740000.0 and not timed.expired(1798739999.0) and timed.expired(1798740000.0)
+    )
+    with pytest.raises(ValueError, match="entry 1: expiry 'soon'") as caught:
+        parse_tokens("s3cr3t:pro:soon")
+    assert "s3cr3t" not in str(caught.value)
 
 
 async def test_a_foreign_host_header_is_refused_on_loopback(bridge: Bridge) -> None:

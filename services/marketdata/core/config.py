@@ -525,8 +525,8 @@ class Settings:
     mcp_tokens: str = _setting(
         "",
         _mcp_tokens,
-        "MCP bearer tokens, comma-separated `TOKEN` or `TOKEN:TIER` (no tier: `standard`); HTTP needs at "
-        "least one (docs/mcp.md). Tokens are never logged.",
+        "MCP bearer tokens, comma-separated `TOKEN`, `TOKEN:TIER` (no tier: `standard`) or "
+        "`TOKEN:TIER:EXPIRES` (ISO 8601, UTC); HTTP needs at least one (docs/mcp.md). Tokens are never logged.",
         secret=True,
     )
     mcp_tiers: tuple[Tier, ...] = _setting(

@@ -1,12 +1,15 @@
 """Bearer tokens and their tiers (MARKETDATA_MCP_TOKENS, MARKETDATA_MCP_TIERS); no FastMCP import here,
 core/config uses these parsers.
 
-Tokens: comma-separated `TOKEN` or `TOKEN:TIER` (no tier: `standard`), e.g. `k3y...:pro,d3v...`.
+Tokens: comma-separated `TOKEN`, `TOKEN:TIER` (no tier: `standard`) or `TOKEN:TIER:EXPIRES` with
+EXPIRES an ISO 8601 UTC date or time after which the token is refused (`2026-12-31`,
+`2026-12-31T18:00Z`), e.g. `k3y...:pro,d3v...:free:2026-12-01`.
 Tiers: comma-separated `NAME=PER_MINUTE/PER_DAY` tool calls, 0 meaning no limit, e.g. `pro=600/200000`.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from dataclasses import dataclass
@@ -35,6 +38,10 @@ class Grant:
 
     digest: bytes
     tier: str
+    expires_at: float | None = None  # Unix seconds; None: never
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     @property
     def fingerprint(self) -> str:
@@ -42,7 +49,7 @@ class Grant:
         return "sha256:" + self.digest.hex()[:8]
 
     def __repr__(self) -> str:
-        return f"Grant({self.fingerprint}, tier={self.tier})"
+        return f"Grant({self.fingerprint}, tier={self.tier}, expires_at={self.expires_at})"
 
 
 def token_digest(token: str) -> bytes:
@@ -56,7 +63,8 @@ def parse_tokens(text: str) -> tuple[Grant, ...]:
         entry = entry.strip()
         if not entry:
             continue
-        token, _, tier = entry.partition(":")
+        token, _, rest = entry.partition(":")
+        tier, _, expires = rest.partition(":")
         tier = tier.strip().lower() or DEFAULT_TIER
         if not _TOKEN.match(token.strip()):
             raise ValueError(
@@ -64,11 +72,25 @@ def parse_tokens(text: str) -> tuple[Grant, ...]:
             )
         if not _TIER_NAME.match(tier):
             raise ValueError(f"entry {position}: tier {tier!r} is not a tier name (a-z, 0-9, -, _)")
-        grant = Grant(token_digest(token.strip()), tier)
+        grant = Grant(token_digest(token.strip()), tier, _expiry(expires.strip(), position))
         if any(g.digest == grant.digest for g in grants):
             raise ValueError(f"entry {position}: the same token is listed twice")
         grants.append(grant)
     return tuple(grants)
+
+
+def _expiry(text: str, position: int) -> float | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"entry {position}: expiry {text!r} is not an ISO 8601 date or time (2026-12-31, 2026-12-31T18:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
 
 
 def parse_tiers(text: str) -> tuple[Tier, ...]:

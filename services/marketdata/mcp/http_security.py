@@ -11,6 +11,7 @@ logged: logs name a token by its fingerprint (`sha256:` + 8 hex digits) at most.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -58,6 +59,10 @@ class BearerGate:
         if grant is None:
             self._metrics.unauthorized.labels("invalid").inc()
             await _unauthorized(send, "the bearer token is not valid for this server", error=True)
+            return
+        if grant.expired(time.time()):
+            self._metrics.unauthorized.labels("expired").inc()
+            await _unauthorized(send, "the bearer token has expired; ask for a new one", error=True)
             return
         scope.setdefault("state", {})[GRANT_STATE_KEY] = grant
         if scope.get("method") != "POST":

@@ -43,7 +43,7 @@ class BridgeMetrics:
         )
         self.unauthorized = Counter(
             "marketdata_mcp_http_unauthorized",
-            "HTTP requests refused with 401, by reason (missing or invalid token).",
+            "HTTP requests refused with 401, by reason (missing, invalid or expired token).",
             ["reason"],
             registry=self.registry,
         )
