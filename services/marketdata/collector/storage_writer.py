@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 WRITE_TRADES = "/marketdata.v1.StorageService/WriteTrades"
 WRITE_BOOK_SNAPSHOTS = "/marketdata.v1.StorageService/WriteBookSnapshots"
 BACKOFF_INITIAL_S = 0.2
+DONE_WRITING_TIMEOUT_S = 1.0
 BACKOFF_MAX_S = 5.0
 SHED_LOG_INTERVAL_S = 10.0
 
@@ -216,6 +217,11 @@ class AckedStream:
                     with contextlib.suppress(BaseException):
                         await reader
                 call.cancel()
+                # With client interceptors (tracing) grpc feeds write() through a request iterator
+                # that ends only when told; without this every broken stream left that iterator's
+                # task pending until garbage collection ("Task was destroyed but it is pending").
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(call.done_writing(), DONE_WRITING_TIMEOUT_S)
             if self.acked_batches > acked_before:
                 delay = BACKOFF_INITIAL_S
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
