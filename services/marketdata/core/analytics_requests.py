@@ -10,7 +10,10 @@ import grpc
 
 from marketdata.core.analytics.exact import decimals_of, is_plain_decimal, to_units
 from marketdata.core.analytics.profile import Grid, is_multiple
+from marketdata.core.bar_sources import StorageSource
 from marketdata.core.composite import CompositeError, CompositeUnavailable
+from marketdata.core.config import Settings
+from marketdata.core.instrument_meta import MetadataError, fetch_tick_sizes
 from marketdata.core.instruments import InstrumentId
 
 MAX_ROW_TICKS = 1_000_000
@@ -28,6 +31,39 @@ class RequestError(Exception):
 
 # What a handler catches and hands to `abort_for`.
 HANDLED = (RequestError, CompositeError, CompositeUnavailable, grpc.aio.AioRpcError, ValueError)
+
+
+class TickSizes:
+    """Each instrument's price tick, from the exchanges' instrument metadata, kept once known.
+
+    When the metadata cannot be reached, the row size storage wrote an instrument's bars with is its
+    tick (storage writes 1m bars at the tick). An instrument the metadata does not know is the
+    caller's error, named by its position."""
+
+    def __init__(
+        self, settings: Settings, storage: StorageSource, known: dict[InstrumentId, str] | None
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self._ticks: dict[InstrumentId, str] = dict(known or {})
+
+    async def of(self, instruments: list[InstrumentId]) -> dict[InstrumentId, str]:
+        missing = [i for i in instruments if i not in self._ticks]
+        if missing:
+            try:
+                self._ticks.update(await fetch_tick_sizes(self.settings, missing))
+            except MetadataError as exc:
+                text = str(exc)
+                for index, instrument in enumerate(instruments):
+                    if text.startswith(instrument.key + ":"):
+                        raise RequestError(f"instruments[{index}]", text) from None
+                # storage rejects instruments it does not hold: INVALID_ARGUMENT naming them
+                self._ticks.update(await self.storage.stored_tick_sizes(missing))
+                if not all(i in self._ticks for i in instruments):
+                    raise RequestError(
+                        "instruments", f"tick sizes unavailable: {text}", grpc.StatusCode.UNAVAILABLE
+                    ) from None
+        return {i: self._ticks[i] for i in instruments}
 
 
 def row_grid(row_size: str, row_ticks: int, ticks: dict[InstrumentId, str]) -> tuple[Grid, int, str]:

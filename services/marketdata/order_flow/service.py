@@ -10,12 +10,11 @@ from typing import Any
 import grpc
 
 from marketdata.core.analytics.orderflow import Minute
-from marketdata.core.analytics_requests import HANDLED, RequestError, abort_for
+from marketdata.core.analytics_requests import HANDLED, RequestError, TickSizes, abort_for
 from marketdata.core.bar_sources import StorageSource, now_ms
 from marketdata.core.composite import CompositeResolver
 from marketdata.core.config import Settings, env_name
 from marketdata.core.coverage import CoverageSource
-from marketdata.core.instrument_meta import MetadataError, fetch_tick_sizes
 from marketdata.core.instruments import InstrumentId
 from marketdata.order_flow.compute import analyse, bar_proto, build_bars, count_large, large_trade_proto
 from marketdata.order_flow.data import FlowData, LargeTradeRecord
@@ -64,27 +63,9 @@ class OrderFlowServicer:
         self.composites = composites
         self.hub = hub
         self.counters = Counters()
-        self._ticks: dict[InstrumentId, str] = dict(tick_sizes or {})
+        self.ticks = TickSizes(settings, storage, tick_sizes)
 
     # --- request parsing -------------------------------------------------------------------------
-
-    async def _tick_sizes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, str]:
-        missing = [i for i in instruments if i not in self._ticks]
-        if missing:
-            try:
-                self._ticks.update(await fetch_tick_sizes(self.settings, missing))
-            except MetadataError as exc:
-                text = str(exc)
-                for index, instrument in enumerate(instruments):
-                    if text.startswith(instrument.key + ":"):
-                        raise RequestError(f"instruments[{index}]", text) from None
-                # metadata unreachable: storage wrote each instrument's bars at its tick
-                self._ticks.update(await self.storage.stored_tick_sizes(missing))
-                if not all(i in self._ticks for i in instruments):
-                    raise RequestError(
-                        "instruments", f"tick sizes unavailable: {text}", grpc.StatusCode.UNAVAILABLE
-                    ) from None
-        return {i: self._ticks[i] for i in instruments}
 
     def _candidates(self, composite: str) -> list[InstrumentId]:
         symbol = composite.split(":", 1)[1]
@@ -93,7 +74,7 @@ class OrderFlowServicer:
     async def query(self, request: Any, now: int, *, stream: bool = False) -> FlowQuery:
         instruments, composites = parse_instruments(request.instruments, request.composites, self.settings)
         every = list(dict.fromkeys([*instruments, *(c for k in composites for c in self._candidates(k))]))
-        ticks = await self._tick_sizes(every)
+        ticks = await self.ticks.of(every)
         return parse_query(request, self.settings, now, instruments, composites, ticks, stream=stream)
 
     # --- data ------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from marketdata.core.analytics.timeframes import (
     utc_day,
     utc_week,
 )
-from marketdata.core.analytics_requests import HANDLED, RequestError, abort_for, row_grid
+from marketdata.core.analytics_requests import HANDLED, RequestError, TickSizes, abort_for, row_grid
 from marketdata.core.bar_sources import LiveTrades, MinuteBar, StorageSource, build_histogram, now_ms
 from marketdata.core.composite import (
     CompositeError,
@@ -44,7 +44,6 @@ from marketdata.core.composite import (
 )
 from marketdata.core.config import Settings, env_name, format_duration
 from marketdata.core.coverage import CoverageSource
-from marketdata.core.instrument_meta import MetadataError, fetch_tick_sizes
 from marketdata.core.instruments import InstrumentId
 from marketdata.v1 import collector_service_pb2 as collector_pb2
 from marketdata.v1 import common_pb2
@@ -215,7 +214,7 @@ class VolumeProfileServicer:
         self.storage = storage
         self.live = live
         self.cache = cache
-        self._ticks: dict[InstrumentId, str] = dict(tick_sizes or {})
+        self.ticks = TickSizes(settings, storage, tick_sizes)
         self.coverage_source = CoverageSource(storage, live)
 
     # --- request parsing -------------------------------------------------------------------------
@@ -240,27 +239,6 @@ class VolumeProfileServicer:
                 raise RequestError(f"instruments[{index}]", f"{instrument.key} is given twice")
             out.append(instrument)
         return out
-
-    async def _tick_sizes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, str]:
-        missing = [i for i in instruments if i not in self._ticks]
-        if missing:
-            try:
-                self._ticks.update(await fetch_tick_sizes(self.settings, missing))
-            except MetadataError as exc:
-                text = str(exc)
-                for index, instrument in enumerate(instruments):
-                    if text.startswith(instrument.key + ":"):
-                        raise RequestError(f"instruments[{index}]", text) from None
-                # metadata unreachable: the row size storage wrote the instrument's bars with is its tick
-                # (storage rejects instruments it does not hold: INVALID_ARGUMENT naming them)
-                stored = await self.storage.stored_tick_sizes(missing)
-                self._ticks.update(stored)
-                if all(i in self._ticks for i in instruments):
-                    return {i: self._ticks[i] for i in instruments}
-                raise RequestError(
-                    "instruments", f"tick sizes unavailable: {text}", grpc.StatusCode.UNAVAILABLE
-                ) from None
-        return {i: self._ticks[i] for i in instruments}
 
     async def _composites(
         self, keys: Sequence[str], instruments: list[InstrumentId], start: int, end: int
@@ -308,7 +286,7 @@ class VolumeProfileServicer:
             raise RequestError("parameters.node_window", f"must be odd and at most 101, got {window}")
         composites = await self._composites(request.composites, instruments, start, end)
         followed = [i for c in composites for i in c.followed if i not in instruments]
-        ticks = await self._tick_sizes([*instruments, *dict.fromkeys(followed)])
+        ticks = await self.ticks.of([*instruments, *dict.fromkeys(followed)])
         grid, row_ticks, tick = row_grid(params.row_size, params.row_ticks, ticks)
         unit = _UNITS[params.volume_unit]
         scale = 18 + (grid.decimals if unit is VolumeUnit.QUOTE else 0)
