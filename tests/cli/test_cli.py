@@ -59,7 +59,8 @@ async def test_up_replay_then_tail_json_prints_normalized_trades(tmp_path: Path)
         code, _, err = await run_marketdata(
             "tail", "trades", "--instrument", "bybit-spot:NOPE", "--limit", "1", env=env
         )
-        assert code == 1 and "bybit-spot:NOPE is not collected" in err
+        # A wrong request (INVALID_ARGUMENT) exits 2, like every command that asks a service.
+        assert code == 2 and "bybit-spot:NOPE is not collected" in err
 
 
 async def test_bad_configuration_stops_start_up_naming_the_entry() -> None:

@@ -1,4 +1,7 @@
-"""`marketdata bench storage`: the embedded store behind `marketdata serve storage`, in its own process.
+"""`marketdata bench storage`: each available backend behind `marketdata serve storage`, in its own process.
+
+The embedded store (SQLite) always; MongoDB as well when a server is given (`--mongodb-uri`, or
+MARKETDATA_TEST_MONGODB_URI), in a database of its own that is dropped afterwards. Per backend:
 
 1. Ingest: one WriteTrades stream, batches of 1000 trades of one instrument spread over 24 h, sent
    pipelined; trades/s from the first send to the last acknowledgement (each after a durable commit,
@@ -16,10 +19,12 @@ import contextlib
 import random
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from marketdata.bench.collector import machine
 from marketdata.bench.processes import (
@@ -42,10 +47,10 @@ BATCH = 1000
 
 
 @dataclass
-class Report:
-    machine: dict[str, Any]
-    trades: int
-    synchronous: str
+class Backend:
+    """The figures of one backend: `name` is sqlite or mongodb."""
+
+    name: str
     ingest_trades_per_s: float = 0.0
     ingest_seconds: float = 0.0
     ingest_storage_cpu_s: float = 0.0
@@ -56,6 +61,16 @@ class Report:
     footprints_redis_ms: dict[str, float] = field(default_factory=dict)
     stream_trades_per_s: float = 0.0
     stream_seconds: float = 0.0
+
+
+@dataclass
+class Report:
+    machine: dict[str, Any]
+    trades: int
+    synchronous: str
+    backends: list[Backend] = field(default_factory=list)
+    # Why a backend was not measured (MongoDB without a server), shown under the table.
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def _requests(count: int, start_ms: int, seed: int = 5) -> list[bytes]:
@@ -163,12 +178,13 @@ async def _stream(addr: str, start_ms: int, expected: int) -> float:
         return elapsed
 
 
-async def _storage(data: Path, extra: dict[str, str], synchronous: str) -> Service:
+async def _storage(data: Path, extra: dict[str, str], synchronous: str, uri: str = "") -> Service:
+    """A storage process on a free port: the embedded store in `data`, or the backend at `uri`."""
     port = free_port()
     env = {
         "MARKETDATA_STORAGE_PORT": str(port),
         "MARKETDATA_STORAGE_METRICS_PORT": "0",
-        "MARKETDATA_STORAGE_URI": f"sqlite:///{data / 'bench.db'}",
+        "MARKETDATA_STORAGE_URI": uri or f"sqlite:///{data / 'bench.db'}",
         "MARKETDATA_STORAGE_SQLITE_SYNCHRONOUS": synchronous,
         "MARKETDATA_STORAGE_RETENTION_INTERVAL": "0",
         "MARKETDATA_LOG_LEVEL": "WARNING",
@@ -191,59 +207,109 @@ def _size_mb(data: Path) -> float:
     return sum(p.stat().st_size for p in data.glob("bench.db*")) / 1e6
 
 
-async def run(trades: int, rounds: int, synchronous: str) -> Report:
+def bench_database_uri(server_uri: str) -> str:
+    """`server_uri` with a fresh database name, so the figures never mix with (or drop) real data."""
+    parts = urlsplit(server_uri)
+    return urlunsplit(parts._replace(path=f"/marketdata_bench_{uuid.uuid4().hex[:12]}"))
+
+
+def _drop_database(uri: str) -> None:
+    import pymongo  # only with a MongoDB server at hand
+
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+    try:
+        client.drop_database(client.get_default_database().name)
+    finally:
+        client.close()
+
+
+async def _measure(
+    name: str, data: Path, uri: str, requests: list[bytes], start_ms: int, rounds: int, synchronous: str
+) -> Backend:
+    figures = Backend(name)
+    trades = _trade_count(requests)
+    service = await _storage(data, {}, synchronous, uri)
+    try:
+        cpu_before = cpu_seconds(service.pid)
+        addr = f"127.0.0.1:{service.port}"
+        figures.ingest_seconds = await _ingest(addr, requests)
+        figures.ingest_storage_cpu_s = cpu_seconds(service.pid) - cpu_before
+        figures.ingest_trades_per_s = trades / figures.ingest_seconds
+        figures.footprints_ms, figures.footprint_bars, figures.footprint_rows = await _footprints(
+            addr, start_ms, rounds
+        )
+        figures.stream_seconds = await _stream(addr, start_ms, trades)
+        figures.stream_trades_per_s = trades / figures.stream_seconds
+    finally:
+        await service.stop()
+    if not uri:
+        figures.store_mb = _size_mb(data)
+    with _redis(data) as redis_url:
+        if redis_url is not None:
+            service = await _storage(data, {"MARKETDATA_REDIS_URL": redis_url}, synchronous, uri)
+            try:
+                figures.footprints_redis_ms, _, _ = await _footprints(
+                    f"127.0.0.1:{service.port}", start_ms, rounds
+                )
+            finally:
+                await service.stop()
+    return figures
+
+
+def _trade_count(requests: list[bytes]) -> int:
+    return sum(len(storage_pb2.WriteTradesRequest.FromString(r).batch.trades) for r in requests)
+
+
+async def run(trades: int, rounds: int, synchronous: str, mongodb_uri: str = "") -> Report:
     report = Report(machine(), trades, synchronous)
     now = int(time.time() * 1000)
     start_ms = now - now % DAY_MS - 2 * DAY_MS  # a whole closed UTC day
     requests = _requests(trades, start_ms)
     with tempfile.TemporaryDirectory(prefix="marketdata-bench-") as tmp:
-        data = Path(tmp)
-        service = await _storage(data, {}, synchronous)
-        try:
-            cpu_before = cpu_seconds(service.pid)
-            addr = f"127.0.0.1:{service.port}"
-            report.ingest_seconds = await _ingest(addr, requests)
-            report.ingest_storage_cpu_s = cpu_seconds(service.pid) - cpu_before
-            report.ingest_trades_per_s = trades / report.ingest_seconds
-            report.footprints_ms, report.footprint_bars, report.footprint_rows = await _footprints(
-                addr, start_ms, rounds
+        report.backends.append(
+            await _measure("sqlite", Path(tmp), "", requests, start_ms, rounds, synchronous)
+        )
+    if not mongodb_uri:
+        report.skipped["mongodb"] = "no server given (--mongodb-uri or MARKETDATA_TEST_MONGODB_URI)"
+        return report
+    uri = bench_database_uri(mongodb_uri)
+    try:
+        with tempfile.TemporaryDirectory(prefix="marketdata-bench-") as tmp:
+            report.backends.append(
+                await _measure("mongodb", Path(tmp), uri, requests, start_ms, rounds, synchronous)
             )
-            report.stream_seconds = await _stream(addr, start_ms, trades)
-            report.stream_trades_per_s = trades / report.stream_seconds
-        finally:
-            await service.stop()
-        report.store_mb = _size_mb(data)
-        with _redis(data) as redis_url:
-            if redis_url is not None:
-                service = await _storage(data, {"MARKETDATA_REDIS_URL": redis_url}, synchronous)
-                try:
-                    report.footprints_redis_ms, _, _ = await _footprints(
-                        f"127.0.0.1:{service.port}", start_ms, rounds
-                    )
-                finally:
-                    await service.stop()
+    finally:
+        _drop_database(uri)
     return report
 
 
 def table(report: Report) -> str:
-    fp, fr = report.footprints_ms, report.footprints_redis_ms
-    lines = [
-        f"embedded store (SQLite WAL, synchronous={report.synchronous}), one instrument, "
-        f"{report.trades} trades over 24 h, {report.machine['cpus']} CPUs",
-        "",
-        f"{'ingest (WriteTrades, acked after durable commit)':<52} {report.ingest_trades_per_s:>12,.0f} trades/s"
-        f"   ({report.ingest_seconds:.1f} s, storage CPU {report.ingest_storage_cpu_s:.1f} s)",
-        f"{'QueryTrades, 24 h streamed back (client parses)':<52} {report.stream_trades_per_s:>12,.0f} trades/s"
-        f"   ({report.stream_seconds:.2f} s)",
-        f"{'QueryFootprints, 24 h of 1m bars (store)':<52} p50 {fp['p50']:.1f} ms  p95 {fp['p95']:.1f} ms  "
-        f"p99 {fp['p99']:.1f} ms   ({report.footprint_bars} bars, {report.footprint_rows} rows)",
-    ]
-    if fr:
-        lines.append(
-            f"{'QueryFootprints, 24 h of 1m bars (Redis, warm)':<52} p50 {fr['p50']:.1f} ms  "
-            f"p95 {fr['p95']:.1f} ms  p99 {fr['p99']:.1f} ms"
+    lines = [f"one instrument, {report.trades} trades over 24 h, {report.machine['cpus']} CPUs"]
+    for figures in report.backends:
+        fp, fr = figures.footprints_ms, figures.footprints_redis_ms
+        title = (
+            f"embedded store (SQLite WAL, synchronous={report.synchronous})"
+            if figures.name == "sqlite"
+            else "MongoDB"
         )
-    lines.append(f"{'store size':<52} {report.store_mb:>12.1f} MB")
+        lines += [
+            "",
+            title,
+            f"{'ingest (WriteTrades, acked after durable commit)':<52} {figures.ingest_trades_per_s:>12,.0f} trades/s"
+            f"   ({figures.ingest_seconds:.1f} s, storage CPU {figures.ingest_storage_cpu_s:.1f} s)",
+            f"{'QueryTrades, 24 h streamed back (client parses)':<52} {figures.stream_trades_per_s:>12,.0f} trades/s"
+            f"   ({figures.stream_seconds:.2f} s)",
+            f"{'QueryFootprints, 24 h of 1m bars (store)':<52} p50 {fp['p50']:.1f} ms  p95 {fp['p95']:.1f} ms  "
+            f"p99 {fp['p99']:.1f} ms   ({figures.footprint_bars} bars, {figures.footprint_rows} rows)",
+        ]
+        if fr:
+            lines.append(
+                f"{'QueryFootprints, 24 h of 1m bars (Redis, warm)':<52} p50 {fr['p50']:.1f} ms  "
+                f"p95 {fr['p95']:.1f} ms  p99 {fr['p99']:.1f} ms"
+            )
+        if figures.name == "sqlite":
+            lines.append(f"{'store size':<52} {figures.store_mb:>12.1f} MB")
+    lines += [f"\n{name}: not measured, {why}" for name, why in report.skipped.items()]
     return "\n".join(lines)
 
 
@@ -251,8 +317,8 @@ def as_json(report: Report) -> dict[str, Any]:
     return asdict(report)
 
 
-def main(trades: int, rounds: int, synchronous: str) -> Report:
-    return asyncio.run(run(trades, rounds, synchronous))
+def main(trades: int, rounds: int, synchronous: str, mongodb_uri: str = "") -> Report:
+    return asyncio.run(run(trades, rounds, synchronous, mongodb_uri))
 
 
 __all__ = ["Report", "as_json", "main", "table"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     storage.add_argument("--rounds", type=int, default=50, help="footprint queries to time")
     storage.add_argument(
         "--synchronous", choices=("FULL", "NORMAL"), default="FULL", help="SQLite synchronous"
+    )
+    storage.add_argument(
+        "--mongodb-uri",
+        default=os.environ.get("MARKETDATA_TEST_MONGODB_URI", ""),
+        help="also measure MongoDB on this server (a fresh database, dropped afterwards)",
     )
     storage.add_argument("--out", default="bench-results/storage.json", help="where to write the JSON")
     storage.set_defaults(handler=run_storage)
@@ -165,7 +171,7 @@ def run_collector(args: argparse.Namespace) -> int:
 def run_storage(args: argparse.Namespace) -> int:
     from marketdata.bench import storage
 
-    report = storage.main(args.trades, args.rounds, args.synchronous)
+    report = storage.main(args.trades, args.rounds, args.synchronous, args.mongodb_uri)
     return publish(storage.table(report), storage.as_json(report), args.out)
 
 

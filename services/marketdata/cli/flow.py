@@ -4,17 +4,16 @@ decimals as strings) or as a table for a terminal."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import sys
 from typing import Any
 
-import grpc
 import orjson
 
+from marketdata.cli.calls import call, command_settings
 from marketdata.cli.profile import failover_json
 from marketdata.core.composite import is_composite
-from marketdata.core.config import ConfigError, Settings, load_settings
+from marketdata.core.config import Settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
 from marketdata.v1 import common_pb2
@@ -322,17 +321,8 @@ async def fetch(addr: str, request: pb.GetOrderFlowRequest) -> pb.GetOrderFlowRe
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"marketdata flow: configuration error: {exc}", file=sys.stderr)
-        return 2
-    request = build_request(args)
-    try:
-        response = asyncio.run(fetch(address(args, settings), request))
-    except grpc.aio.AioRpcError as exc:
-        print(f"marketdata flow: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+    settings = command_settings("marketdata flow")
+    response = call("marketdata flow", fetch(address(args, settings), build_request(args)))
     if args.json:
         sys.stdout.write(orjson.dumps(to_json(response)).decode() + "\n")
     else:
@@ -398,11 +388,7 @@ async def tail(addr: str, request: pb.StreamOrderFlowRequest, limit: int, as_jso
 
 
 def run_tail(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"marketdata tail flow: configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = command_settings("marketdata tail flow")
     instruments, composites = targets(args, "tail flow")
     request = pb.StreamOrderFlowRequest(
         instruments=instruments,
@@ -412,10 +398,7 @@ def run_tail(args: argparse.Namespace) -> int:
         resume_cursor=args.resume,
     )
     try:
-        asyncio.run(tail(address(args, settings), request, args.limit, args.json))
-    except grpc.aio.AioRpcError as exc:
-        print(f"marketdata tail flow: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+        call("marketdata tail flow", tail(address(args, settings), request, args.limit, args.json))
     except KeyboardInterrupt:
         return 0
     return 0

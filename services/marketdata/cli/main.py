@@ -8,6 +8,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
+from marketdata.cli.calls import CommandError
 from marketdata.core.config import ConfigError, Settings, load_settings, markdown_table
 
 SERVICES = ("collector", "storage", "volume-profile", "order-flow", "mcp")
@@ -120,7 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return replay_cli.run(args)
     handler = args.handler  # set by the subcommand modules
-    return int(handler(args))
+    try:
+        return int(handler(args))
+    except CommandError as failed:
+        print(failed, file=sys.stderr)
+        return failed.code
 
 
 if __name__ == "__main__":

@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import sys
 from decimal import Decimal
 from typing import Any
 
-import grpc
 import orjson
 
+from marketdata.cli.calls import call, command_settings
 from marketdata.core.composite import is_composite
-from marketdata.core.config import ConfigError, load_settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
 from marketdata.v1 import collector_service_pb2 as collector_pb2
@@ -214,18 +212,9 @@ async def fetch(addr: str, request: pb.GetVolumeProfileRequest) -> pb.GetVolumeP
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"marketdata profile: configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = command_settings("marketdata profile")
     addr = args.addr or settings.volume_profile_addr or f"127.0.0.1:{settings.volume_profile_port}"
-    request = build_request(args)
-    try:
-        response = asyncio.run(fetch(addr, request))
-    except grpc.aio.AioRpcError as exc:
-        print(f"marketdata profile: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+    response = call("marketdata profile", fetch(addr, build_request(args)))
     if args.json:
         sys.stdout.write(orjson.dumps(to_json(response)).decode() + "\n")
     else:

@@ -8,17 +8,16 @@ allows it while the service runs; the service's cached bars check their version 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
 from prometheus_client import CollectorRegistry
 
-from marketdata.core.config import ConfigError, Settings, env_name, load_settings
+from marketdata.cli.calls import call, command_settings
+from marketdata.core.config import Settings, env_name
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
 from marketdata.core.trade_json import trade_from_record
@@ -58,14 +57,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--to", dest="last_day", default=None, metavar="YYYY-MM-DD", help="last day (inclusive)"
     )
     restore.set_defaults(handler=run_restore)
-
-
-def _settings() -> Settings | None:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        print(f"marketdata storage: configuration error: {exc}", file=sys.stderr)
-        return None
 
 
 def _day(ms: int) -> str:
@@ -119,15 +110,9 @@ async def cleanup(settings: Settings, dry_run: bool, addr: str) -> storage_pb2.A
 
 
 def run_cleanup(args: argparse.Namespace) -> int:
-    settings = _settings()
-    if settings is None:
-        return 2
+    settings = command_settings("marketdata storage")
     addr = settings.storage_addr if args.addr is None else args.addr
-    try:
-        response = asyncio.run(cleanup(settings, args.dry_run, addr))
-    except grpc.aio.AioRpcError as exc:
-        print(f"marketdata storage cleanup: {addr}: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
+    response = call("marketdata storage cleanup", cleanup(settings, args.dry_run, addr), addr)
     _print_retention(response)
     return 0
 
@@ -154,15 +139,9 @@ async def stats(settings: Settings, addr: str) -> storage_pb2.GetStorageStatsRes
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    settings = _settings()
-    if settings is None:
-        return 2
+    settings = command_settings("marketdata storage")
     addr = settings.storage_addr if args.addr is None else args.addr
-    try:
-        response = asyncio.run(stats(settings, addr))
-    except grpc.aio.AioRpcError as exc:
-        print(f"marketdata storage stats: {addr}: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
+    response = call("marketdata storage stats", stats(settings, addr), addr)
     state = "writable" if response.writable else f"NOT WRITABLE ({response.last_error})"
     print(f"{response.backend}: {response.store_bytes / 1e6:.1f} MB, {state}")
     print(f"{'collection':<16} {'instrument':<28} {'count':>12} {'MB':>9} {'oldest':<11} {'newest':<11}")
@@ -236,9 +215,7 @@ def restore(settings: Settings, files: Sequence[Path], out: Any = sys.stdout) ->
 def run_restore(args: argparse.Namespace) -> int:
     from marketdata.storage import archive
 
-    settings = _settings()
-    if settings is None:
-        return 2
+    settings = command_settings("marketdata storage")
     files: list[Path] = list(args.files)
     if not files:
         root = args.archive_dir or (

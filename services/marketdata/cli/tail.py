@@ -4,15 +4,14 @@ or for people."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import Any, TextIO
 
-import grpc
 import orjson
 
 from marketdata.cli import flow as flow_cli
+from marketdata.cli.calls import call
 from marketdata.core.config import ConfigError, load_settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instruments import InstrumentId
@@ -193,15 +192,12 @@ def run_book(args: argparse.Namespace) -> int:
         return 2
     interval_ms = args.interval_ms if args.interval_ms is not None else (0 if args.json else 1000)
     try:
-        return asyncio.run(
-            stream_book(addr, instrument, args.depth, interval_ms, args.limit, args.json, sys.stdout)
+        return call(
+            "marketdata tail",
+            stream_book(addr, instrument, args.depth, interval_ms, args.limit, args.json, sys.stdout),
+            f"collector at {addr}",
         )
-    except KeyboardInterrupt:
-        return 0
-    except grpc.aio.AioRpcError as exc:
-        print(f"marketdata tail: collector at {addr}: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
+    except (KeyboardInterrupt, BrokenPipeError):
         return 0
 
 
@@ -213,11 +209,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"marketdata tail: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(stream_trades(addr, instruments, args.limit, args.json, sys.stdout))
-    except KeyboardInterrupt:
-        return 0
-    except grpc.aio.AioRpcError as exc:
-        print(f"marketdata tail: collector at {addr}: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
+        return call(
+            "marketdata tail",
+            stream_trades(addr, instruments, args.limit, args.json, sys.stdout),
+            f"collector at {addr}",
+        )
+    except (KeyboardInterrupt, BrokenPipeError):
         return 0

@@ -57,4 +57,4 @@ async def test_tail_book_json_lines() -> None:
             "--addr", addr, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
-        assert process.returncode == 1 and "instrument: bybit-spot:NOPE is not collected" in stderr.decode()
+        assert process.returncode == 2 and "instrument: bybit-spot:NOPE is not collected" in stderr.decode()
