@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -120,12 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from marketdata.replay_exchange import cli as replay_cli
 
         return replay_cli.run(args)
+    if args.command == "bench":
+        # A benchmark owns service processes: SIGTERM (timeout, kill) unwinds it like Ctrl-C, so that
+        # its cleanup stops them instead of leaving them running.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     handler = args.handler  # set by the subcommand modules
     try:
         return int(handler(args))
     except CommandError as failed:
         print(failed, file=sys.stderr)
         return failed.code
+    except KeyboardInterrupt:
+        if args.command != "bench":
+            raise
+        print("marketdata bench: interrupted; its services were stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
