@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from marketdata.storage.backends.base import Backend, InvalidBatch, RestoreSession, TradeWrite
+from marketdata.storage.backends.base import Backend, InvalidBatch, RestoreSession, TradeWrite, trade_of
 from marketdata.storage.footprints import RES_1H, RES_1M, Bar, roll_up
 from marketdata.v1 import order_book_pb2
 from marketdata.v1 import storage_service_pb2 as storage_pb2
@@ -259,3 +259,18 @@ def _rolled(backend: Backend) -> list[bytes]:
         bar.version = versions.get(start, 0)
         out.append(bar.encode())
     return out
+
+
+def test_last_trades_are_those_of_the_newest_millisecond_in_storage_order(backend: Backend) -> None:
+    """Where a restarting collector resumes: the trades at the end of stored history, however they
+    were written (the newest part first, a backfill after it)."""
+    assert backend.last_trades(BTC, 1000) == []
+    trades = walk(300, spacing_ms=5)
+    same_ms = [trade(1000 + n, "65000.10", "0.001", True, T0 + 10_000) for n in range(4)]
+    write(backend, BTC, trades[200:] + same_ms[:2])
+    write(backend, BTC, trades[:200])  # older trades stored later do not move the end
+    write(backend, BTC, same_ms[2:])
+    write(backend, ETH, walk(3), tick="0.01")
+    assert [trade_of(f).trade_id for f in backend.last_trades(BTC, 1000)] == ["1000", "1001", "1002", "1003"]
+    assert [trade_of(f).trade_id for f in backend.last_trades(BTC, 2)] == ["1002", "1003"]
+    assert [trade_of(f).trade_id for f in backend.last_trades(ETH, 1000)] == ["3"]

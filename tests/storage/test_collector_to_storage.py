@@ -148,7 +148,10 @@ async def test_storage_down_buffers_then_resends_and_sheds_past_the_bound(
     caplog.set_level(logging.WARNING, logger="marketdata.collector.storage_writer")
     async with (
         running_replay_exchange(replay(instruments, rate=1000, max_trades=800)) as exchange,
-        collector_for(exchange, instruments, addr, storage_unacked_max_trades="500") as collector,
+        # storage is down from the start: the collector waits 0.1 s for the restart point, then collects
+        collector_for(
+            exchange, instruments, addr, storage_unacked_max_trades="500", restart_lookup_timeout_s="0.1"
+        ) as collector,
     ):
         writer = collector.collector.storage
         assert writer is not None and writer.trades is not None

@@ -301,3 +301,25 @@ async def test_min_size_returns_exactly_the_large_trades_in_pages(tmp_path: Path
                 )
             )
             assert details.startswith("min_size:"), details
+
+
+async def test_get_last_trades_answers_where_each_instruments_history_ends(storage: Running) -> None:
+    """Per instrument the trades of its newest stored millisecond; an instrument with nothing stored
+    is absent (not an error: a collector asks for every instrument it collects)."""
+    trades = walk(500)
+    await storage.write(BTC, [trades[250:], trades[:250]])
+    await storage.write(ETH, [walk(20, first_id=7000)], tick="0.01")
+    sol = InstrumentId.parse("binance-spot:SOLUSDT")
+    request = storage_pb2.GetLastTradesRequest(instruments=[BTC.to_proto(), sol.to_proto()])
+    response = await storage.stub.GetLastTrades(request)
+    assert [
+        (InstrumentId.from_proto(b.instrument), [t.trade_id for t in b.trades]) for b in response.batches
+    ] == [(BTC, ["500"])]
+    assert response.batches[0].trades[0] == trades[-1]
+    every = await storage.stub.GetLastTrades(storage_pb2.GetLastTradesRequest())
+    assert {InstrumentId.from_proto(b.instrument): b.trades[-1].trade_id for b in every.batches} == {
+        BTC: "500",
+        ETH: "7019",
+    }
+    bad = storage_pb2.GetLastTradesRequest(instruments=[common_pb2.Instrument(symbol="BTCUSDT")])
+    assert "instruments[0]" in await invalid(storage.stub.GetLastTrades(bad))

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 
 import aiohttp
+import grpc
 from prometheus_client import CollectorRegistry
 
 from marketdata.collector import bybit
@@ -85,6 +86,7 @@ class Collector:
         # REST calls (backfills, book snapshots) and their request-weight budgets; set by start()
         self.rest: ExchangeRest | None = None
         self._task: asyncio.Task[None] | None = None
+        self._resume_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.storage is not None:
@@ -92,6 +94,14 @@ class Collector:
             self.set_book_snapshot_sink(self.storage.write_book_snapshots)
         self._session = aiohttp.ClientSession()
         rest = self.use_rest(ExchangeRest(self._session, self.settings, self.breakers))
+        if self.storage is not None:
+            # A restart continues where stored history ends; feeds connect meanwhile, their trades
+            # wait in the sequencers (at most MARKETDATA_RESTART_LOOKUP_TIMEOUT_S).
+            for sequencer in self._sequencers.values():
+                sequencer.expect_restart_point()
+            self._resume_task = asyncio.create_task(
+                self._resume_from_storage(self.storage), name="collector-restart-point"
+            )
         books = self.books
         feeds = [
             Feed(
@@ -162,6 +172,41 @@ class Collector:
             bybit.recent_trades_limit(instrument.market),
         )
 
+    async def _resume_from_storage(self, storage: StorageWriter) -> None:
+        """Ask storage where each instrument's stored trades end and let its sequencer go on from there."""
+        timeout = self.settings.restart_lookup_timeout_s
+        try:
+            last = await storage.last_trades(timeout)
+        except Exception as exc:  # whatever went wrong, the sequencers must not wait for good
+            if isinstance(exc, grpc.aio.AioRpcError) and exc.code() not in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
+                reason = f"storage at {storage.addr} answered {exc.code().name}: {exc.details()}"
+            elif isinstance(exc, grpc.aio.AioRpcError | TimeoutError):
+                reason = f"storage at {storage.addr} did not answer within {timeout:g} s"
+            else:
+                reason = f"asking storage at {storage.addr} failed: {type(exc).__name__}: {exc}"
+            log.warning("restart point unknown; collecting without it", extra={"reason": reason})
+            for market in self.markets:
+                self.stats[market].record_error(f"restart point unknown: {reason}")
+            for sequencer in self._sequencers.values():
+                sequencer.resume_unknown(reason)
+            return
+        log.info(
+            "resuming after the trades storage holds",
+            extra={
+                "last_stored": {
+                    i.key: f"{trades[-1].trade_id}@{trades[-1].exchange_time_ms}"
+                    for i, trades in last.items()
+                    if trades
+                },
+                "nothing_stored": [i.key for i in self.instruments if i not in last],
+            },
+        )
+        for instrument, sequencer in self._sequencers.items():
+            sequencer.resume_after(last.get(instrument, []))
+
     def _on_connected(self, instruments: Sequence[InstrumentId]) -> None:
         for instrument in instruments:
             self._sequencers[instrument].on_connected()
@@ -176,6 +221,10 @@ class Collector:
 
     async def stop(self) -> None:
         await self.health.stop()
+        if self._resume_task is not None:
+            self._resume_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resume_task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

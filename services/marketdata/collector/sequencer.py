@@ -10,6 +10,14 @@ Two exchanges, two kinds of evidence:
   Duplicates are found through a bounded set of recently delivered ids.
 
 Either way a gap that cannot be repaired is recorded (feed status + metric) and delivery goes on.
+
+After a collector restart (crash, SIGKILL, rolling deploy) the in-memory state is gone; storage knows
+where each instrument's stored history ends (StorageService.GetLastTrades). Until the collector has
+asked, live trades are held (`expect_restart_point`); `resume_after` then continues from the last
+stored trade as if the connection had only dropped: Binance backfills from the next id up to the
+first live one (at most MARKETDATA_RESTART_BACKFILL_MAX_TRADES, the older rest recorded as an
+unrepaired gap), Bybit fetches the recent-trades window after the last stored time. When storage
+cannot say (`resume_unknown`), collection goes on and the unknown restart point is recorded as a gap.
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ CATCH_UP_PAGE = 1000  # Binance's largest trades page
 class Sequencer(Protocol):
     def on_trades(self, trades: list[Trade]) -> None: ...
     def on_connected(self) -> None: ...
+    def expect_restart_point(self) -> None: ...
+    def resume_after(self, stored: list[Trade]) -> None: ...
+    def resume_unknown(self, reason: str) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -54,6 +65,51 @@ class _Base:
         self._publish = publish
         self._settings = settings
         self._task: asyncio.Task[None] | None = None
+        # Live trades held until storage says where stored history ends (None: not waiting).
+        self._waiting: list[Trade] | None = None
+        self._connected_while_waiting = False
+        # Set by resume_after until the restart's missed trades are dealt with (gap details say so).
+        self._restart_pending = False
+
+    def expect_restart_point(self) -> None:
+        """Hold live trades until resume_after or resume_unknown (the collector asks storage)."""
+        self._waiting = []
+        self._connected_while_waiting = False
+
+    def _hold_while_waiting(self, trades: list[Trade]) -> bool:
+        waiting = self._waiting
+        if waiting is None:
+            return False
+        waiting.extend(trades)
+        if len(waiting) > self._settings.backfill_max_held_trades:
+            self.resume_unknown("too many live trades held while waiting for storage's answer")
+        return True
+
+    def _stop_waiting(self) -> tuple[list[Trade], bool]:
+        """The trades held while waiting, and whether a connection came up meanwhile."""
+        waiting, connected = self._waiting or [], self._connected_while_waiting
+        self._waiting = None
+        self._connected_while_waiting = False
+        return waiting, connected
+
+    def resume_unknown(self, reason: str) -> None:
+        """Storage could not say where stored history ends: go on, recording a possible loss."""
+        if self._waiting is None:
+            return
+        waiting, _ = self._stop_waiting()
+        gap = self._new_gap(
+            common_pb2.GAP_KIND_RECONNECT_WINDOW,
+            f"collector restart: where stored history ends is unknown ({reason}); trades sent while "
+            "the collector was down are not recovered",
+        )
+        gap.to_time_ms = waiting[0].exchange_time_ms if waiting else time.time_ns() // 1_000_000
+        self._feed.open_gap(gap)
+        self._feed.close_gap(gap, repaired=False)
+        if waiting:
+            self.on_trades(waiting)
+
+    def on_trades(self, trades: list[Trade]) -> None:
+        raise NotImplementedError
 
     def _emit(self, trades: list[Trade]) -> None:
         stats = self._stats
@@ -115,8 +171,29 @@ class ConsecutiveIdSequencer(_Base):
         self._fetch = fetch_from_id
         self._next: int | None = None
         self._held: dict[int, Trade] = {}
+        self._restart_budget = 0  # trades the restart backfill may still fetch
+
+    def resume_after(self, stored: list[Trade]) -> None:
+        """Continue after the last stored trade (storage's newest; [] when nothing is stored)."""
+        if self._waiting is None:
+            return
+        waiting, connected = self._stop_waiting()
+        if stored:
+            last = max(stored, key=lambda t: int(t.trade_id))
+            self._next = int(last.trade_id) + 1
+            self._stats.last_trade_id = last.trade_id
+            self._stats.last_exchange_time_ms = last.exchange_time_ms
+            self._restart_pending = True
+            self._restart_budget = self._settings.restart_backfill_max_trades
+        if waiting:
+            self.on_trades(waiting)
+        if connected and stored:  # else it was a first connect: nothing before it to catch up on
+            self.on_connected()
 
     def on_connected(self) -> None:
+        if self._waiting is not None:
+            self._connected_while_waiting = True
+            return
         # The next trade's id tells whether anything was missed, but only once it comes: trades sent
         # while the connection was down stay missing for as long as the instrument is quiet (or for
         # good when it stopped trading). So after a reconnect, if no trade has come by the end of
@@ -137,13 +214,21 @@ class ConsecutiveIdSequencer(_Base):
 
     async def _fetch_after_reconnect(self, expected: int) -> None:
         """Ids from `expected` on that REST has and the stream did not bring, as a repaired gap."""
+        restart, self._restart_pending = self._restart_pending, False
+        budget = self._restart_budget if restart else None
+        timeout = self._settings.restart_backfill_timeout_s if restart else self._settings.backfill_timeout_s
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.backfill_timeout_s
+        deadline = loop.time() + timeout
         recovered: list[Trade] = []
         while self._next is not None and not self._held:
             start = self._next
+            page = CATCH_UP_PAGE
+            if budget is not None:
+                page = min(page, budget - len(recovered))
+                if page <= 0:
+                    break
             try:
-                rows = await self._retrying(functools.partial(self._fetch, start, CATCH_UP_PAGE), deadline)
+                rows = await self._retrying(functools.partial(self._fetch, start, page), deadline)
             except RestError as exc:
                 log.warning(
                     "catch-up after reconnect failed",
@@ -157,12 +242,19 @@ class ConsecutiveIdSequencer(_Base):
             if out:
                 recovered += out
                 self._emit(out)
-            if len(rows) < CATCH_UP_PAGE or self._next == start:  # type: ignore[arg-type]
+            if len(rows) < page or self._next == start:  # type: ignore[arg-type]
                 break
+        if restart and (self._held or (budget is not None and len(recovered) >= budget)):
+            # Not caught up: the hole up to the first live trade is the restart's, with what is left
+            # of its budget (none left: recorded, not fetched).
+            self._restart_pending = True
+            self._restart_budget = max(0, self._restart_budget - len(recovered))
         if recovered:
+            what = "the collector was down" if restart else "disconnected"
             gap = self._new_gap(
                 common_pb2.GAP_KIND_RECONNECT_WINDOW,
-                f"{len(recovered)} trades sent while disconnected, fetched after the reconnect",
+                f"{len(recovered)} trades sent while {what}, fetched after the "
+                + ("restart (from the last stored trade)" if restart else "reconnect"),
             )
             gap.first_missing_trade_id, gap.last_missing_trade_id = (
                 recovered[0].trade_id,
@@ -175,7 +267,7 @@ class ConsecutiveIdSequencer(_Base):
             self._feed.close_gap(gap, repaired=True)
 
     def on_trades(self, trades: list[Trade]) -> None:
-        if not trades:
+        if not trades or (self._waiting is not None and self._hold_while_waiting(trades)):
             return
         expected = self._next
         if expected is not None and not self._held:
@@ -186,6 +278,7 @@ class ConsecutiveIdSequencer(_Base):
                 expected += 1
             else:
                 self._next = expected
+                self._restart_pending = False  # the stream follows on from stored history
                 self._emit(trades)
                 return
         out: list[Trade] = []
@@ -199,6 +292,7 @@ class ConsecutiveIdSequencer(_Base):
         if expected is None or trade_id == expected:
             out.append(trade)
             self._next = trade_id + 1
+            self._restart_pending = False
             if self._held:
                 self._drain(out)
         elif trade_id < expected or trade_id in self._held:
@@ -252,12 +346,20 @@ class ConsecutiveIdSequencer(_Base):
 
     async def _repair_first_hole(self) -> None:
         assert self._next is not None
+        restart, self._restart_pending = self._restart_pending, False
         last_missing = min(self._held) - 1
-        gap = self._id_gap(f"trade ids {self._next}..{last_missing} missing")
+        timeout = self._settings.backfill_timeout_s
+        prefix = ""
+        if restart:
+            timeout = self._settings.restart_backfill_timeout_s
+            prefix = "collector restart: "
+            if not self._bound_restart_hole(last_missing):
+                return
+        gap = self._id_gap(f"{prefix}trade ids {self._next}..{last_missing} missing")
         self._feed.open_gap(gap)
         self._stats.repairing = True
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.backfill_timeout_s
+        deadline = loop.time() + timeout
         failure = ""
         while self._next is not None and self._next <= last_missing:
             start = self._next
@@ -289,6 +391,35 @@ class ConsecutiveIdSequencer(_Base):
         else:
             self._feed.close_gap(gap, repaired=True)
 
+    def _bound_restart_hole(self, last_missing: int) -> bool:
+        """Backfill after a restart goes back at most the restart budget from the first live trade;
+        ids before that are recorded as an unrepaired gap. False when nothing is left to fetch."""
+        assert self._next is not None
+        budget = self._restart_budget
+        if last_missing - self._next + 1 <= budget:
+            return True
+        first_fetched = last_missing - budget + 1
+        gap = self._new_gap(
+            common_pb2.GAP_KIND_TRADE_ID,
+            f"collector restart: trade ids {self._next}..{first_fetched - 1} (after the last stored trade) "
+            f"were not backfilled: the backfill goes back at most {budget} trades "
+            "(MARKETDATA_RESTART_BACKFILL_MAX_TRADES)",
+        )
+        gap.first_missing_trade_id, gap.last_missing_trade_id = str(self._next), str(first_fetched - 1)
+        gap.missing_trades = first_fetched - self._next
+        gap.from_time_ms = self._stats.last_exchange_time_ms
+        gap.to_time_ms = self._held[min(self._held)].exchange_time_ms
+        self._feed.open_gap(gap)
+        self._feed.close_gap(gap, repaired=False)
+        self._next = first_fetched
+        if budget > 0:
+            return True
+        out: list[Trade] = []
+        self._drain(out)
+        if out:
+            self._emit(out)
+        return False
+
     def _skip_to_held_quietly(self, out: list[Trade]) -> None:
         if self._held:
             self._next = min(self._held)
@@ -317,7 +448,28 @@ class ReconnectWindowSequencer(_Base):
         self._repairing = False
         self._overflowed = False
 
+    def resume_after(self, stored: list[Trade]) -> None:
+        """Continue after the last stored trades (those of storage's newest millisecond, [] when
+        nothing is stored): their time is where the recent-trades window must reach back to, their
+        ids are already stored."""
+        if self._waiting is None:
+            return
+        waiting, connected = self._stop_waiting()
+        if stored:
+            self._last_time_ms = max(t.exchange_time_ms for t in stored)
+            ids = [t.trade_id for t in stored]
+            self._recent.extend(ids)
+            self._recent_set.update(ids)
+            self._restart_pending = True
+        if connected and self._last_time_ms is not None:
+            self._held = waiting
+            self._start_repair()
+        elif waiting:
+            self._deliver(waiting)
+
     def on_trades(self, trades: list[Trade]) -> None:
+        if self._waiting is not None and self._hold_while_waiting(trades):
+            return
         if self._repairing:
             self._held.extend(trades)
             if len(self._held) > self._settings.backfill_max_held_trades and self._task is not None:
@@ -353,15 +505,25 @@ class ReconnectWindowSequencer(_Base):
             self._emit(out)
 
     def on_connected(self) -> None:
+        if self._waiting is not None:
+            self._connected_while_waiting = True
+            return
         if self._last_time_ms is None or self._repairing:
-            return  # first connection: nothing can have been missed yet
+            return  # first connection and nothing stored: nothing can have been missed yet
+        self._start_repair()
+
+    def _start_repair(self) -> None:
         self._repairing = True
         self._stats.repairing = True
         self._task = asyncio.get_running_loop().create_task(self._repair())
 
     async def _repair(self) -> None:
         since = self._last_time_ms or 0
-        gap = self._new_gap(common_pb2.GAP_KIND_RECONNECT_WINDOW, "connection lost")
+        restart, self._restart_pending = self._restart_pending, False
+        gap = self._new_gap(
+            common_pb2.GAP_KIND_RECONNECT_WINDOW,
+            f"collector restart (stored history ends at {since} ms)" if restart else "connection lost",
+        )
         gap.from_time_ms = since
         deadline = asyncio.get_running_loop().time() + self._settings.backfill_timeout_s
         try:

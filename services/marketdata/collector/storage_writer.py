@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 WRITE_TRADES = "/marketdata.v1.StorageService/WriteTrades"
 WRITE_BOOK_SNAPSHOTS = "/marketdata.v1.StorageService/WriteBookSnapshots"
+GET_LAST_TRADES = "/marketdata.v1.StorageService/GetLastTrades"
 BACKOFF_INITIAL_S = 0.2
 DONE_WRITING_TIMEOUT_S = 1.0
 BACKOFF_MAX_S = 5.0
@@ -418,6 +419,31 @@ class StorageWriter:
                 await stream.stop(timeout)
         if self._channel is not None:
             await self._channel.close()
+
+    async def last_trades(self, timeout: float) -> dict[InstrumentId, list[common_pb2.Trade]]:
+        """Where each instrument's stored history ends (StorageService.GetLastTrades), asked again
+        until storage answers or `timeout` passes; instruments with nothing stored are absent.
+        Raises grpc.aio.AioRpcError or TimeoutError when storage did not answer in time."""
+        assert self._channel is not None, "start() first"
+        call = self._channel.unary_unary(
+            GET_LAST_TRADES,
+            request_serializer=storage_pb2.GetLastTradesRequest.SerializeToString,
+            response_deserializer=storage_pb2.GetLastTradesResponse.FromString,
+        )
+        request = storage_pb2.GetLastTradesRequest(instruments=[i.to_proto() for i in self.instruments])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = BACKOFF_INITIAL_S
+        while True:
+            try:
+                # wait_for_ready: a storage that is starting (or restarting) is waited for, to the deadline
+                response = await call(request, timeout=max(0.1, deadline - loop.time()), wait_for_ready=True)
+                return {InstrumentId.from_proto(b.instrument): list(b.trades) for b in response.batches}
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or loop.time() + delay >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(BACKOFF_MAX_S, delay * 2)
 
     async def _resolve_ticks(self, instruments: Sequence[InstrumentId]) -> None:
         delay = 1.0

@@ -318,6 +318,24 @@ class Settings:
         _positive_int,
         "Live trades held back per instrument while a gap is repaired; past it the repair is abandoned.",
     )
+    restart_lookup_timeout_s: float = _setting(
+        "5",
+        _positive_float,
+        "On start, how long the collector asks storage where each instrument's stored trades end "
+        "(live trades wait meanwhile); past it collection goes on with the restart point unknown.",
+    )
+    restart_backfill_max_trades: int = _setting(
+        "100000",
+        _non_negative_int,
+        "Binance: most trades backfilled per instrument after a restart (from the last stored trade "
+        "to the first live one); older missed trades are recorded as an unrepaired gap (0: none).",
+    )
+    restart_backfill_timeout_s: float = _setting(
+        "120",
+        _positive_float,
+        "Binance: give up the backfill after a restart after this long and record what is left as "
+        "an unrepaired gap (REST weight limits pace it: about 2 pages of 500 trades a second on USD-M).",
+    )
     book_instruments: str = _setting(
         "all",
         _book_instruments,

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name
 TRADES_PER_MESSAGE = 4096
+LAST_TRADES_MAX = 1000  # GetLastTrades: most trades of the newest millisecond returned per instrument
 BYTES_PER_MESSAGE = 1024 * 1024
 
 
@@ -461,6 +462,33 @@ class StorageServicer:
             disk_free_low=state.disk_free_low,
         )
 
+    async def GetLastTrades(
+        self, request: storage_pb2.GetLastTradesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
+        """Assembled from the stored framed trades (registered without a response serializer)."""
+        backend = self.store.backend
+        try:
+            instruments: list[InstrumentId] = []
+            for n, message in enumerate(request.instruments):
+                try:
+                    instruments.append(InstrumentId.from_proto(message))
+                except ValueError as exc:
+                    raise _invalid(f"instruments[{n}]: {exc}") from None
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+        if not request.instruments:
+            instruments = sorted(backend.known_instruments(), key=lambda i: i.key)
+        out: list[bytes] = []
+        try:
+            for instrument in dict.fromkeys(instruments):
+                framed = await self.store.run_read(backend.last_trades, instrument, LAST_TRADES_MAX)
+                if framed:
+                    header = length_delimited(0x0A, instrument.to_proto().SerializeToString())
+                    out.append(length_delimited(0x0A, header + b"".join(framed)))
+        except StoreUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the store cannot be read: {exc}")
+        return b"".join(out)
+
     async def ApplyRetention(
         self, request: storage_pb2.ApplyRetentionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.ApplyRetentionResponse:
@@ -479,5 +507,5 @@ def add_storage_service(servicer: StorageServicer, server: grpc.aio.Server) -> N
         servicer,
         server,
         storage_pb2.DESCRIPTOR.services_by_name["StorageService"],
-        frozenset({"QueryTrades", "QueryFootprints"}),
+        frozenset({"QueryTrades", "QueryFootprints", "GetLastTrades"}),
     )

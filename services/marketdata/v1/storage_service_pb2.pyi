@@ -243,3 +243,15 @@ class ApplyRetentionResponse(_message.Message):
     dry_run: bool
     results: _containers.RepeatedCompositeFieldContainer[RetentionResult]
     def __init__(self, dry_run: _Optional[bool] = ..., results: _Optional[_Iterable[_Union[RetentionResult, _Mapping]]] = ...) -> None: ...
+
+class GetLastTradesRequest(_message.Message):
+    __slots__ = ("instruments",)
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ...) -> None: ...
+
+class GetLastTradesResponse(_message.Message):
+    __slots__ = ("batches",)
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    batches: _containers.RepeatedCompositeFieldContainer[_common_pb2.TradeBatch]
+    def __init__(self, batches: _Optional[_Iterable[_Union[_common_pb2.TradeBatch, _Mapping]]] = ...) -> None: ...

@@ -70,6 +70,11 @@ class StorageServiceStub:
                 request_serializer=marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionRequest.SerializeToString,
                 response_deserializer=marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionResponse.FromString,
                 _registered_method=True)
+        self.GetLastTrades = channel.unary_unary(
+                '/marketdata.v1.StorageService/GetLastTrades',
+                request_serializer=marketdata_dot_v1_dot_storage__service__pb2.GetLastTradesRequest.SerializeToString,
+                response_deserializer=marketdata_dot_v1_dot_storage__service__pb2.GetLastTradesResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -135,6 +140,15 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLastTrades(self, request, context):
+        """GetLastTrades returns, per instrument, the trades at the end of its stored history: those of its
+        newest exchange millisecond. A restarting collector resumes from there (Binance: the next trade id;
+        Bybit: the time, and these ids to drop as already stored).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +186,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.ApplyRetention,
                     request_deserializer=marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionRequest.FromString,
                     response_serializer=marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionResponse.SerializeToString,
+            ),
+            'GetLastTrades': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLastTrades,
+                    request_deserializer=marketdata_dot_v1_dot_storage__service__pb2.GetLastTradesRequest.FromString,
+                    response_serializer=marketdata_dot_v1_dot_storage__service__pb2.GetLastTradesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -364,6 +383,33 @@ class StorageService:
             '/marketdata.v1.StorageService/ApplyRetention',
             marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionRequest.SerializeToString,
             marketdata_dot_v1_dot_storage__service__pb2.ApplyRetentionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLastTrades(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marketdata.v1.StorageService/GetLastTrades',
+            marketdata_dot_v1_dot_storage__service__pb2.GetLastTradesRequest.SerializeToString,
+            marketdata_dot_v1_dot_storage__service__pb2.GetLastTradesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -159,6 +159,11 @@ class Backend(Protocol):
         footprints.volume_units) only those at least that size; `limit` counts the trades returned."""
         ...
 
+    def last_trades(self, instrument: InstrumentId, cap: int) -> list[bytes]:
+        """The stored trades (framed as TradeBatch.trades fields) of the instrument's newest exchange
+        millisecond, in storage order; the last `cap` when there are more; [] when nothing is stored."""
+        ...
+
     def count_book_snapshots(self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int) -> int: ...
 
     def read_book_snapshots(
@@ -187,7 +192,9 @@ class Backend(Protocol):
 
     def oldest(self, collection: str, instrument: InstrumentId) -> int | None: ...
 
-    def count_range(self, collection: str, instrument: InstrumentId, start_ms: int, end_ms: int) -> int: ...
+    def count_range(
+        self, collection: str, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int = 0
+    ) -> int: ...
 
     def export_range(
         self, collection: str, instrument: InstrumentId, start_ms: int, end_ms: int
@@ -236,17 +243,26 @@ def large_enough(framed: bytes, min_size: int) -> bool:
     return volume_units(trade_of(framed).size) >= min_size
 
 
-def count_by_reading(chunks: Iterator[TradeChunk], cap: int) -> int:
-    """Count trades from read_trades chunks, stopping once past cap (0: no cap)."""
-    total = 0
-    for chunk in chunks:
-        total += chunk.count
-        if cap and total > cap:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-            break
-    return total
+class TradeCounting:
+    """count_trades for both backends (they differ only in read_trades and count_range)."""
+
+    def count_trades(
+        self: Backend, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int, min_size: int = 0
+    ) -> int:
+        """Trades in [start, end) (of size >= min_size volume units), counting no further than cap + 1
+        (cap 0: no cap). The size filter needs each payload, so it counts by reading; else the index counts."""
+        if not min_size:
+            return self.count_range("trades", instrument, start_ms, end_ms, cap)
+        chunks = self.read_trades(instrument, start_ms, end_ms, None, 0, 4096, min_size)
+        total = 0
+        for chunk in chunks:
+            total += chunk.count
+            if cap and total > cap:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+                break
+        return total
 
 
 # --- validation ------------------------------------------------------------------------------------

@@ -61,10 +61,10 @@ from marketdata.storage.backends.base import (
     StoredBar,
     StoreUnavailable,
     TradeChunk,
+    TradeCounting,
     TradeWrite,
     WriteOutcome,
     WriteResult,
-    count_by_reading,
     large_enough,
     screen_writes,
     trade_of,
@@ -229,7 +229,7 @@ def _date(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-class MongoBackend:
+class MongoBackend(TradeCounting):
     name = "mongodb"
     migrated = False
 
@@ -630,15 +630,6 @@ class MongoBackend:
             update["$max"] = {"newest": newest}
         self.db.stats.update_one({"_id": f"{collection}|{instrument.key}"}, update, upsert=True)
 
-    def count_trades(
-        self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int, min_size: int = 0
-    ) -> int:
-        if min_size:
-            return count_by_reading(
-                self.read_trades(instrument, start_ms, end_ms, None, 0, 4096, min_size), cap
-            )
-        return self.count_range("trades", instrument, start_ms, end_ms, cap)
-
     def read_trades(
         self,
         instrument: InstrumentId,
@@ -676,6 +667,22 @@ class MongoBackend:
                 yield TradeChunk(b"".join(parts), len(parts), last)
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB read failed: {exc}") from exc
+
+    def last_trades(self, instrument: InstrumentId, cap: int) -> list[bytes]:
+        key = instrument.key
+        try:
+            # The instrument_time index (i, t, s) serves both reads from its end.
+            newest = self.db.trades.find_one({"i": key}, {"t": 1, "_id": 0}, sort=[("t", -1), ("s", -1)])
+            if newest is None:
+                return []
+            docs = list(
+                self.db.trades.find({"i": key, "t": newest["t"]}, {"p": 1, "_id": 0})
+                .sort([("s", -1)])
+                .limit(cap)
+            )
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"reading the last trades failed: {exc}") from exc
+        return [bytes(doc["p"]) for doc in reversed(docs)]
 
     # --- book snapshots ----------------------------------------------------------------------------
 

@@ -41,10 +41,10 @@ from marketdata.storage.backends.base import (
     StoredBar,
     StoreUnavailable,
     TradeChunk,
+    TradeCounting,
     TradeWrite,
     WriteOutcome,
     WriteResult,
-    count_by_reading,
     large_enough,
     screen_writes,
     trade_of,
@@ -128,7 +128,7 @@ class _Touched:
         self.payload = b""
 
 
-class SqliteBackend:
+class SqliteBackend(TradeCounting):
     name = "sqlite"
     migrated = False
 
@@ -573,15 +573,6 @@ class SqliteBackend:
             (collection, inst_id, stat.count, stat.bytes, stat.oldest, stat.newest),
         )
 
-    def count_trades(
-        self, instrument: InstrumentId, start_ms: int, end_ms: int, cap: int, min_size: int = 0
-    ) -> int:
-        if min_size:
-            return count_by_reading(
-                self.read_trades(instrument, start_ms, end_ms, None, 0, 4096, min_size), cap
-            )
-        return self.count_range("trades", instrument, start_ms, end_ms, cap)
-
     def read_trades(
         self,
         instrument: InstrumentId,
@@ -630,6 +621,24 @@ class SqliteBackend:
                     if left > 0:
                         left -= len(rows)
                     yield TradeChunk(b"".join([r[2] for r in rows]), len(rows), (last[0], last[1]))
+
+    def last_trades(self, instrument: InstrumentId, cap: int) -> list[bytes]:
+        inst_id = self._inst_ids.get(instrument)
+        if inst_id is None:
+            return []
+        with self._reader() as conn:
+            conn.execute("BEGIN")  # the newest time and its trades from one snapshot
+            # Both walk the (inst, t, seq) primary key backwards: no scan however much is stored.
+            row = conn.execute("SELECT max(t) FROM trades WHERE inst=?", (inst_id,)).fetchone()
+            if row is None or row[0] is None:
+                conn.execute("COMMIT")
+                return []
+            rows = conn.execute(
+                "SELECT payload FROM trades WHERE inst=? AND t=? ORDER BY seq DESC LIMIT ?",
+                (inst_id, row[0], cap),
+            ).fetchall()
+            conn.execute("COMMIT")
+        return [r[0] for r in reversed(rows)]
 
     def _read_large_trades(
         self,
