@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -171,6 +172,38 @@ async def test_storage_down_buffers_then_resends_and_sheds_past_the_bound(
                 instrument, expected[0].exchange_time_ms - 60_000, expected[-1].exchange_time_ms + 1
             )
             assert [t.trade_id for t in got] == [t.trade_id for t in expected]
+
+
+async def test_a_backlog_joins_into_few_requests_and_is_stored_whole(tmp_path: Path) -> None:
+    """Storage away while one-trade frames arrive: the queued batches of an instrument join into a
+    few requests (instead of one per frame), and once storage is back every trade is stored once, in
+    order."""
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    # 1200 trades per instrument, one per frame
+    config = dataclasses.replace(replay(LINEAR, rate=1000, max_trades=1200), trades_per_frame=1)
+    async with (
+        running_replay_exchange(config) as exchange,
+        collector_for(exchange, LINEAR, addr, restart_lookup_timeout_s="0.1") as collector,
+    ):
+        writer = collector.collector.storage
+        assert writer is not None and writer.trades is not None
+        stream = writer.trades
+        await wait_for(lambda: generator_done(exchange), 30, "the generator")
+        await wait_for(lambda: stream.unacked_items == 2400, 10, "every trade to be kept")
+        # 2 x 1200 one-trade frames wait as a handful of requests (up to 1000 trades each).
+        assert len(stream.entries) <= 6, len(stream.entries)
+        assert stream.joined_batches > 100
+        async with running_storage(storage_settings(tmp_path, storage_port=str(port))) as storage:
+            await wait_for(lambda: not stream.entries, 20, "the backlog to be acknowledged")
+            assert stream.shed_items == 0
+            for key in LINEAR.split(","):
+                instrument = InstrumentId.parse(key)
+                expected = sent(exchange, instrument)
+                got = await storage.trades(
+                    instrument, expected[0].exchange_time_ms, expected[-1].exchange_time_ms + 1
+                )
+                assert [t.trade_id for t in got] == [t.trade_id for t in expected], key
 
 
 # --- SIGKILL ------------------------------------------------------------------------------------------

@@ -24,6 +24,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     collector.add_argument("--only-peers", action="store_true", help="only the side-by-side comparison")
     collector.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="side by side: also py-spy our collector at saturation, top functions to DIR/collector-*.txt",
+    )
+    collector.add_argument(
         "--peers-venv",
         default=str(Path.home() / ".cache" / "marketdata" / "bench-peers"),
         help="virtualenv for the peer clients (created on first use)",
@@ -164,7 +169,8 @@ def run_collector(args: argparse.Namespace) -> int:
         except PeerSetupError as exc:
             print(f"marketdata bench collector: {exc}")
             return 1
-    report = collector.main(args.seconds, args.quick, python, args.only_peers)
+    profiles = Path(args.profile) if args.profile else None
+    report = collector.main(args.seconds, args.quick, python, args.only_peers, profiles)
     return publish(collector.table(report), collector.as_json(report), args.out)
 
 

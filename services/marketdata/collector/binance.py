@@ -136,20 +136,32 @@ class BinanceFrameParser:
             event_ms = integer(event_ms, "E")
         if type(maker) is not bool:
             raise FrameError(f"m is not a boolean: {maker!r}")
-        # Fields left at their default are not passed: each keyword costs the constructor time.
-        trade = Trade(
-            trade_id=str(trade_id),
-            price=price,
-            size=size,
-            side=SELL if maker else BUY,
-            exchange_time_ms=time_ms,
-            receive_time_ns=receive_ns,
-            event_time_ms=event_ms,
-            source=WEBSOCKET,
-        )
+        # Fields left at their default are not passed: each keyword costs the constructor time;
+        # USD-M's `X` goes in the constructor too (a keyword is ~5x cheaper than a later setattr).
         execution_type = data.get("X")
-        if execution_type is not None:
-            trade.execution_type = optional_text(execution_type, "X")
+        if execution_type is None:
+            trade = Trade(
+                trade_id=str(trade_id),
+                price=price,
+                size=size,
+                side=SELL if maker else BUY,
+                exchange_time_ms=time_ms,
+                receive_time_ns=receive_ns,
+                event_time_ms=event_ms,
+                source=WEBSOCKET,
+            )
+        else:
+            trade = Trade(
+                trade_id=str(trade_id),
+                price=price,
+                size=size,
+                side=SELL if maker else BUY,
+                exchange_time_ms=time_ms,
+                receive_time_ns=receive_ns,
+                event_time_ms=event_ms,
+                source=WEBSOCKET,
+                execution_type=optional_text(execution_type, "X"),
+            )
         if aggregated:
             trade.aggregated = True
         return Frame(FrameKind.TRADES, instrument, [trade])

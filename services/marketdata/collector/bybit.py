@@ -209,20 +209,35 @@ class BybitFrameParser:
                 time_ms = integer(time_ms, "T")
             if type(sequence) is not int or not low <= sequence <= high:
                 sequence = integer(sequence, "seq")
-            # Fields left at their default are not passed: each keyword costs the constructor time.
-            trade = trade_type(
-                trade_id=trade_id,
-                price=price,
-                size=size,
-                side=side,
-                exchange_time_ms=time_ms,
-                receive_time_ns=receive_ns,
-                event_time_ms=event_ms,
-                source=WEBSOCKET,
-                cross_sequence=sequence,
-            )
-            if tick_direction is not None:
-                trade.tick_direction = optional_text(tick_direction, "L")
+            # Fields left at their default are not passed: each keyword costs the constructor time;
+            # linear's `L` goes in the constructor too (a keyword is ~5x cheaper than a later setattr).
+            if tick_direction is None:
+                trade = trade_type(
+                    trade_id=trade_id,
+                    price=price,
+                    size=size,
+                    side=side,
+                    exchange_time_ms=time_ms,
+                    receive_time_ns=receive_ns,
+                    event_time_ms=event_ms,
+                    source=WEBSOCKET,
+                    cross_sequence=sequence,
+                )
+            else:
+                if type(tick_direction) is not str:
+                    optional_text(tick_direction, "L")  # raises the FrameError that names it
+                trade = trade_type(
+                    trade_id=trade_id,
+                    price=price,
+                    size=size,
+                    side=side,
+                    exchange_time_ms=time_ms,
+                    receive_time_ns=receive_ns,
+                    event_time_ms=event_ms,
+                    source=WEBSOCKET,
+                    cross_sequence=sequence,
+                    tick_direction=tick_direction,
+                )
             if get("BT") is True:
                 trade.block_trade = True
             if get("RPI") is True:

@@ -48,13 +48,24 @@ BACKOFF_MAX_S = 5.0
 SHED_LOG_INTERVAL_S = 10.0
 
 
+# A queued trade batch takes in later batches of its instrument up to this many trades (and a tenth of
+# the unacked bound, so that shedding stays fine-grained).
+JOIN_MAX_TRADES = 1000
+
+
 @dataclass(slots=True)
 class _Entry:
     batch_id: int
-    body: bytes  # TradeBatch bytes, or the snapshots field(s) of WriteBookSnapshotsRequest
+    # TradeBatch bytes (instrument, then trades; later batches joined add their trades), or the
+    # snapshots field(s) of WriteBookSnapshotsRequest
+    parts: list[bytes]
     count: int
     instrument: InstrumentId | None
     first_sent: float = 0.0
+
+    @property
+    def body(self) -> bytes:
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
 
 
 class _StreamMetrics:
@@ -102,6 +113,9 @@ class AckedStream:
         self.entries: OrderedDict[int, _Entry] = OrderedDict()
         self.unacked_items = 0
         self._next_id = 1
+        # Per instrument, its newest entry: later batches join it while it is still unsent.
+        self._newest: dict[InstrumentId, _Entry] = {}
+        self._join_max = max(1, min(JOIN_MAX_TRADES, max_items // 10))
         self._to_send: deque[int] = deque()
         self._waiting: list[int] = []
         self._wake = asyncio.Event()
@@ -114,6 +128,7 @@ class AckedStream:
         self.acked_batches = 0
         self.acked_items = 0
         self.resent_batches = 0
+        self.joined_batches = 0
         self.connects = 0
         self._last_shed_log = 0.0
         self._shed_since_log = 0
@@ -123,18 +138,46 @@ class AckedStream:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"storage-writer-{self.what}")
 
-    def add(self, body: bytes, count: int, instrument: InstrumentId | None) -> None:
+    def add(self, body: bytes, count: int, instrument: InstrumentId | None, header: int = 0) -> None:
+        """Queue a batch. `body[:header]` is per-batch framing (the instrument) that a batch joining
+        an earlier one of its instrument leaves out."""
         while self.entries and self.unacked_items + count > self._max_items:
             _, oldest = self.entries.popitem(last=False)
             self.unacked_items -= oldest.count
             self._shed(oldest)
-        entry = _Entry(self._next_id, body, count, instrument)
+        if instrument is not None and self._join(instrument, body[header:], count):
+            return
+        entry = _Entry(self._next_id, [body], count, instrument)
         self._next_id += 1
         self.entries[entry.batch_id] = entry
+        if instrument is not None:
+            self._newest[instrument] = entry
         self.unacked_items += count
         self._drained.clear()
         self._to_send.append(entry.batch_id)
         self._wake.set()
+
+    def _join(self, instrument: InstrumentId, trades: bytes, count: int) -> bool:
+        """Add a batch's trades to its instrument's newest entry if that is still waiting to be sent.
+
+        While storage keeps up, each batch is written as soon as it comes and nothing joins. When
+        storage is slow or away, the backlog would otherwise be one request (and one commit slot and
+        one acknowledgement) per exchange frame; joined, it drains at storage's batch rate. Order
+        within the instrument is kept: the newest entry is behind every other entry of it."""
+        newest = self._newest.get(instrument)
+        if (
+            newest is None
+            or newest.first_sent
+            or newest.count + count > self._join_max
+            or self.entries.get(newest.batch_id) is not newest
+        ):
+            return False
+        newest.parts.append(trades)
+        newest.count += count
+        self.unacked_items += count
+        self._drained.clear()
+        self.joined_batches += 1
+        return True
 
     def _shed(self, entry: _Entry) -> None:
         self.shed_batches += 1
@@ -492,7 +535,7 @@ class StorageWriter:
                 0x0A, instrument.to_proto().SerializeToString()
             )
         body = header + b"".join([length_delimited(0x12, t.SerializeToString()) for t in trades])
-        self.trades.add(body, len(trades), instrument)
+        self.trades.add(body, len(trades), instrument, len(header))
 
     def write_book_snapshots(self, snapshots: list[order_book_pb2.OrderBookSnapshot]) -> None:
         """Keep and send order-book snapshots (of any instruments) as one batch."""

@@ -9,6 +9,7 @@ import socket
 from aiohttp import web
 
 from marketdata.core.instruments import MarketKey
+from marketdata.replay_exchange.firehose import configure_flow_control
 from marketdata.replay_exchange.peers import Peer
 from marketdata.replay_exchange.state import ReplayState
 
@@ -55,6 +56,8 @@ async def accept(
         return None
     await ws.prepare(request)
     _widen_send_buffer(transport)
+    if state.config.firehose:
+        configure_flow_control(transport)
     peer = Peer(
         ws=ws,
         transport=transport,

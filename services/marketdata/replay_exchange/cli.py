@@ -37,6 +37,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=100.0, help="total generated trades per second (default 100)"
     )
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    parser.add_argument(
+        "--firehose",
+        action="store_true",
+        help="benchmarks: offer generated trades as fast as each subscriber reads them (--rate is not "
+        "used): pre-rendered blocks of 1000 trades, consecutive ids, held back only by the reader",
+    )
     parser.add_argument("--max-trades", type=int, help="stop each instrument after this many trades")
     parser.add_argument(
         "--trades-per-frame",
@@ -162,6 +168,7 @@ def config_from_args(args: argparse.Namespace) -> ReplayConfig:
         seed=args.seed,
         max_trades=args.max_trades,
         trades_per_frame=args.trades_per_frame,
+        firehose=args.firehose,
         history_size=args.history_size,
         start_on_subscribe=not args.start_immediately,
         recordings=recordings,

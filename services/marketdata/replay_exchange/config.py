@@ -32,6 +32,9 @@ class ReplayConfig:
     seed: int = 1
     max_trades: int | None = None  # per instrument; the generator stops each one after that many
     trades_per_frame: int = 50  # Bybit: most trades in one publicTrade push (<= 1024)
+    # Benchmarks: offer generated trades as fast as each subscriber reads them (`rate` is not used;
+    # firehose.py), instead of pacing them at `rate`.
+    firehose: bool = False
     tick_interval_s: float = 0.002  # how often due trades are produced
     history_size: int = 200_000  # trades kept per instrument for REST and /_replay/trades
     # Start an instrument when its trade stream is first subscribed (+ start_delay_s), so a test sees

@@ -84,6 +84,7 @@ def status_of(state: ReplayState) -> dict[str, Any]:
         "markets": markets,
         "instruments": instruments,
         "generator": _generator_status(state),
+        "firehose": state.firehose.describe() if state.firehose is not None else None,
         "recordings": [t.describe() for t in state.timelines],
         "depth": state.depth.describe(),
         "faults": {

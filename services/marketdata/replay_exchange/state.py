@@ -16,7 +16,8 @@ from marketdata.replay_exchange.config import ReplayConfig
 from marketdata.replay_exchange.depth import DepthHub
 from marketdata.replay_exchange.faults import FaultBook
 from marketdata.replay_exchange.feeds import MarketFeed
-from marketdata.replay_exchange.generator import TradeGenerator
+from marketdata.replay_exchange.firehose import Firehose
+from marketdata.replay_exchange.generator import InstrumentWalk, TradeGenerator
 from marketdata.replay_exchange.peers import Hub, Outbox
 from marketdata.replay_exchange.recordings import RecordingTimeline, play, scan
 from marketdata.replay_exchange.specs import spec_for
@@ -74,7 +75,12 @@ class ReplayState:
         recorded = {InstrumentId(t.market, s) for t in self.timelines for s in t.symbols}
         generated = [i for i in config.instruments if i not in recorded]
         self.generator: TradeGenerator | None = None
-        if generated:
+        self.firehose: Firehose | None = None
+        if generated and config.firehose:
+            self.firehose = Firehose(self.hubs, config.trades_per_frame, config.max_trades)
+            for instrument in generated:
+                self.firehose.add(InstrumentWalk(self.tapes[instrument].spec, config.seed))
+        elif generated:
             self.generator = TradeGenerator(
                 [self.tapes[i].spec for i in generated],
                 rate=config.rate,
@@ -145,6 +151,9 @@ class ReplayState:
                 for instrument in self.generator.slots:
                     self.generator.start(instrument, self.started_at)
             self.spawn(self._run_generator(), "replay-generator")
+        if self.firehose is not None and not self.config.start_on_subscribe:
+            for instrument in self.firehose.instruments:
+                self.firehose.start(instrument, self.tapes[instrument], 0.0)
         for timeline in self.timelines:
             self.spawn(
                 play(
@@ -162,6 +171,8 @@ class ReplayState:
         schedule_faults(self, self.config.faults)
 
     async def stop(self) -> None:
+        if self.firehose is not None:
+            await self.firehose.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -187,14 +198,18 @@ class ReplayState:
         """Starts a generated instrument when its trade (or aggTrade) stream is first subscribed (any route)."""
 
         def hook(name: str) -> None:
-            if self.generator is None or not self.config.start_on_subscribe:
+            if (self.generator is None and self.firehose is None) or not self.config.start_on_subscribe:
                 return
             if market.is_binance:
                 symbol = name.partition("@")[0] if name.endswith(("@trade", "@aggTrade")) else ""
             else:
                 symbol = bybit.topic_symbol(name) if name.startswith("publicTrade.") else ""
             tape = self.find_tape(market, symbol) if symbol else None
-            if tape is not None:
+            if tape is None:
+                return
+            if self.firehose is not None:
+                self.firehose.start(tape.instrument, tape, self.config.start_delay_s)
+            elif self.generator is not None:
                 self.generator.start(tape.instrument, self.now() + self.config.start_delay_s)
 
         return hook

@@ -31,8 +31,14 @@ async def run(url: str, exchange: str, warmup: float, seconds: float) -> TradeWi
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
             frame = orjson.loads(message.data)
-            count = len(frame.get("data", ())) if per_frame and "topic" in frame else (0 if per_frame else 1)
-            if count and window.add(count):
+            if not per_frame:
+                done = window.add(1, frame["t"])
+            elif (rows := frame.get("data")) and "topic" in frame:
+                # the firehose's Bybit `seq` is consecutive, so it shows loss and duplicates
+                done = window.add(len(rows), rows[0]["seq"], rows[-1]["seq"])
+            else:
+                continue
+            if done:
                 break
     return window
 

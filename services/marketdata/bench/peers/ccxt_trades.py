@@ -40,7 +40,14 @@ async def run(address: str, exchange: str, warmup: float, seconds: float, cafile
         while True:
             # newUpdates (ccxt's default): each call returns only the trades that arrived since the last
             trades = await asyncio.wait_for(client.watch_trades(symbol), timeout=60)
-            if window.add(len(trades)):
+            if not trades:
+                continue
+            # Consecutive ids from the firehose show loss and duplicates: Binance ids, Bybit `seq`.
+            if exchange == "binance":
+                first, last = int(trades[0]["id"]), int(trades[-1]["id"])
+            else:
+                first, last = int(trades[0]["info"]["seq"]), int(trades[-1]["info"]["seq"])
+            if window.add(len(trades), first, last):
                 return window
     finally:
         await client.close()

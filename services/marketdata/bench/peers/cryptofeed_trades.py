@@ -48,8 +48,12 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
+    # Consecutive ids from the firehose show loss and duplicates: Binance aggregate ids, Bybit `seq`.
+    binance = exchange == "binance"
+
     async def on_trade(trade: Any, receipt_time: float) -> None:
-        if window.add(1) and loop.is_running():
+        trade_id = int(trade.id) if binance else int(trade.raw["seq"])
+        if window.add(1, trade_id) and loop.is_running():
             loop.stop()
 
     handler = FeedHandler(config={"log": {"disabled": True}, "uvloop": False})

@@ -22,9 +22,14 @@ class TradeWindow:
         self.cpu_at_open = 0.0
         self.trades = 0
         self.done = False
+        # Consecutive ids of the counted trades (Binance trade ids, Bybit `seq` from the firehose):
+        # (last - first + 1) - trades is 0 exactly when nothing was lost or repeated.
+        self.first_id: int | None = None
+        self.last_id: int | None = None
 
-    def add(self, count: int) -> bool:
-        """Record `count` trades received now; True once the window has closed."""
+    def add(self, count: int, first_id: int | None = None, last_id: int | None = None) -> bool:
+        """Record `count` trades received now (with the ids of the first and last when they are
+        consecutive); True once the window has closed."""
         now = time.monotonic()
         if not self.first:
             self.first = now
@@ -37,6 +42,10 @@ class TradeWindow:
             self.done = True
             return True
         self.trades += count
+        if first_id is not None:
+            if self.first_id is None:
+                self.first_id = first_id
+            self.last_id = last_id if last_id is not None else first_id
         return False
 
     def report(self) -> str:
@@ -50,5 +59,10 @@ class TradeWindow:
                 "seconds": round(elapsed, 3),
                 "trades_per_s": round(rate),
                 "cpu_pct": round(cpu, 1),  # the client process's CPU over the window
+                "id_span_mismatch": (
+                    None
+                    if self.first_id is None or self.last_id is None
+                    else abs(self.last_id - self.first_id + 1 - self.trades)
+                ),
             }
         )
