@@ -58,7 +58,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     storage.add_argument("--out", default="bench-results/storage.json", help="where to write the JSON")
     storage.set_defaults(handler=run_storage)
     profile = areas.add_parser(
-        "profile", help="GetVolumeProfile latency over 24 h and 30 days of footprints; live cost per trade"
+        "profile",
+        aliases=["analytics"],
+        help="GetVolumeProfile and GetOrderFlow latency over 1 h, 24 h and 30 days of footprints; "
+        "live cost per trade",
     )
     profile.add_argument("--trades", type=int, default=2_000_000, help="trades in the 24 h scenario")
     profile.add_argument(

@@ -78,14 +78,14 @@ class MinuteBar:
         """Starts of the minutes holding trades. A 1h bar does not say which of its minutes traded: the
         minutes from its first trade's to its last trade's (exact for an instrument that trades every
         minute, an upper bound otherwise)."""
-        if self.length_ms <= MINUTE_MS:
-            return [self.start_ms]
-        if not self.first_trade_time_ms:
-            return [self.start_ms]
+        return list(self.minute_range())
+
+    def minute_range(self) -> range:
+        """minutes() as a range (what a cached 1h bar keeps: no list of 60 integers)."""
+        if self.length_ms <= MINUTE_MS or not self.first_trade_time_ms:
+            return range(self.start_ms, self.start_ms + 1)
         first = self.first_trade_time_ms - self.first_trade_time_ms % MINUTE_MS
-        return list(
-            range(first, self.last_trade_time_ms - self.last_trade_time_ms % MINUTE_MS + 1, MINUTE_MS)
-        )
+        return range(first, self.last_trade_time_ms - self.last_trade_time_ms % MINUTE_MS + 1, MINUTE_MS)
 
     def add_to(self, histogram: Histogram, unit: VolumeUnit) -> None:
         if self.rows:

@@ -1,9 +1,18 @@
-"""From minutes to order-flow bars, imbalances and zones, and their protobuf form."""
+"""From minutes to order-flow bars, imbalances and zones, and their protobuf form.
+
+Closed minutes come from data.MinuteCache as the same objects on every request that reads them
+within its TTL, and everything per bar here is a pure function of its minutes (and the request's
+parameters): so build_bars memoizes each merged bar on its first minute, keyed by the exact member
+objects, and what is derived from a bar's rows (imbalances, stacked zones, heavy rows, the protobuf
+of its fields) is memoized on that bar (orderflow.derived). A warm request over cached hours then
+merges nothing and formats nothing it formatted before; new objects (re-read or live minutes) miss.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from marketdata.core.analytics.exact import VOLUME_SCALE, format_scaled, format_units
 from marketdata.core.analytics.orderflow import (
@@ -16,6 +25,7 @@ from marketdata.core.analytics.orderflow import (
     StackedZone,
     bucket_minutes,
     cvd_at,
+    derived,
     diagonal_imbalances,
     merge_bar,
     ratio_text,
@@ -63,11 +73,47 @@ def build_bars(q: FlowQuery, minutes: Iterable[Minute], now: int) -> list[Bar]:
     bars: list[Bar] = []
     for index, members in enumerate(bucket_minutes(all_minutes, q.start, end, q.size_ms)):
         start = q.start + index * q.size_ms
-        bar = merge_bar(start, start + q.size_ms, members)
+        bar = merged(start, start + q.size_ms, members)
         bar.closed = bar.end_ms <= now
         bar.cvd = cvd_at(deltas, min(bar.end_ms, open_end), q.anchor_start)
         bars.append(bar)
     return bars
+
+
+def merged(start: int, end: int, members: Sequence[Minute]) -> Bar:
+    """merge_bar(start, end, members), memoized on the first member for the same member objects in
+    the same order; the caller gets its own copy (rows and memo shared: never changed after this)."""
+    if not members:
+        return Bar(start, end)
+    first, rest = members[0], tuple(members[1:])
+    memo = first.derived
+    if memo is None:
+        memo = first.derived = {}
+    hit = memo.get((start, end))
+    if (
+        hit is not None
+        and len(hit[0]) == len(rest)
+        and all(a is b for a, b in zip(hit[0], rest, strict=True))
+    ):
+        return hit[1].copy()  # type: ignore[no-any-return]
+    bar = merge_bar(start, end, members) if rest else _of_one(start, end, first)
+    bar.derived = {}
+    memo[(start, end)] = (rest, bar)  # the first member holds the memo: no reference back to it
+    return bar.copy()
+
+
+def _of_one(start: int, end: int, minute: Minute) -> Bar:
+    """merge_bar of one minute (a 1h bar read for a 1h-or-longer bar), sharing its rows: neither
+    changes them after this."""
+    bar = Bar(start, end, minute.rows, minute.buy, minute.sell, minute.trades)
+    bar.max_delta = minute.max_delta if minute.max_delta is not None else minute.delta
+    bar.min_delta = minute.min_delta if minute.min_delta is not None else minute.delta
+    bar.high, bar.low = minute.high, minute.low
+    if minute.open is not None:
+        bar.first_ms, bar.open = minute.first_ms, minute.open
+    if minute.close is not None:
+        bar.last_ms, bar.close = minute.last_ms, minute.close
+    return bar
 
 
 def count_large(bars: Sequence[Bar], trades: Iterable[LargeTradeRecord], start: int, size_ms: int) -> None:
@@ -82,11 +128,17 @@ def analyse(q: FlowQuery, bars: list[Bar]) -> FlowResult:
     """Imbalances per bar and every zone, each zone attached to the bar it ends in."""
     row = q.grid.row_units
     result = FlowResult(bars, [], [[] for _ in bars])
+    rule = (row, q.ratio_text, q.imbalance_min)  # memo keys: text and integers hash fast
     for index, bar in enumerate(bars):
-        found = diagonal_imbalances(bar.rows, row, q.ratio, q.imbalance_min)
+        found = derived(
+            bar, ("imbalances", rule), partial(diagonal_imbalances, bar.rows, row, q.ratio, q.imbalance_min)
+        )
         result.imbalances.append(found)
-        for zone in stacked_zones(found, row, q.stacked_rows):
-            result.zones[index].append(stacked_proto(q, bar, zone))
+        # shared protobufs: consumers copy them into their messages, none changes a stacked zone
+        stacked = derived(
+            bar, ("stacked", rule, q.stacked_rows, q.grid.decimals), partial(_stacked_protos, q, bar, found)
+        )
+        result.zones[index] += stacked
     for vi in volume_imbalances(bars):
         result.zones[vi.index].append(volume_imbalance_proto(q, bars, vi))
     for ab in absorption_zones(bars, row, q.absorption_multiple, q.absorption_window, q.absorption_min):
@@ -94,6 +146,10 @@ def analyse(q: FlowQuery, bars: list[Bar]) -> FlowResult:
     for dv in divergences(bars, q.pivot_left, q.pivot_right, q.include_hidden):
         result.zones[dv.second].append(divergence_proto(q, bars, dv))
     return result
+
+
+def _stacked_protos(q: FlowQuery, bar: Bar, found: list[Imbalance]) -> list[pb.Zone]:
+    return [stacked_proto(q, bar, zone) for zone in stacked_zones(found, q.grid.row_units, q.stacked_rows)]
 
 
 # --- protobuf ------------------------------------------------------------------------------------
@@ -212,6 +268,29 @@ def divergence_proto(q: FlowQuery, bars: Sequence[Bar], d: Divergence) -> pb.Zon
 def bar_proto(
     q: FlowQuery, bar: Bar, imbalances: Sequence[Imbalance], zones: Sequence[pb.Zone], include_rows: bool
 ) -> pb.OrderFlowBar:
+    if bar.derived is None:
+        message = _bar_fields(q, bar, imbalances, include_rows)
+    else:
+        # the fields that follow from the rows and prices, formatted once per bar, imbalance list
+        # and layout; CVD, large trades, zones and closed are this request's
+        key = ("proto", q.grid, include_rows, id(imbalances))
+        held = bar.derived.get(key)
+        if held is None or held[0] is not imbalances:
+            held = bar.derived[key] = (imbalances, _bar_fields(q, bar, imbalances, include_rows))
+        message = pb.OrderFlowBar()
+        message.CopyFrom(held[1])
+    message.cvd = vol(bar.cvd)
+    message.large_trades = bar.large_trades
+    message.large_trade_volume = vol(bar.large_volume)
+    message.zones.extend(zones)
+    message.closed = bar.closed
+    return message
+
+
+def _bar_fields(
+    q: FlowQuery, bar: Bar, imbalances: Sequence[Imbalance], include_rows: bool
+) -> pb.OrderFlowBar:
+    """A bar's message without CVD, large trades, zones and closed."""
     message = pb.OrderFlowBar(
         start_time_ms=bar.start_ms,
         end_time_ms=bar.end_ms,
@@ -225,13 +304,8 @@ def bar_proto(
         delta=vol(bar.delta),
         max_delta=vol(bar.max_delta),
         min_delta=vol(bar.min_delta),
-        cvd=vol(bar.cvd),
         trades=bar.trades,
-        large_trades=bar.large_trades,
-        large_trade_volume=vol(bar.large_volume),
         imbalances=[imbalance_proto(q, i) for i in imbalances],
-        zones=list(zones),
-        closed=bar.closed,
     )
     if include_rows:
         add = message.rows.add

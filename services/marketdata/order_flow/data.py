@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from marketdata.core.analytics.exact import volume_units
-from marketdata.core.analytics.orderflow import Minute
+from marketdata.core.analytics.orderflow import Minute, ParsedText
 from marketdata.core.analytics.profile import Grid
 from marketdata.core.bar_sources import LiveTrades, MinuteBar, StorageSource
 from marketdata.core.instruments import InstrumentId
@@ -29,8 +29,9 @@ HOUR_MS = 3_600_000
 CLOSED_GRACE_MS = 2 * MINUTE_MS
 
 
-def minute_of(bar: MinuteBar, grid: Grid) -> Minute:
-    """A storage or live MinuteBar as a Minute on `grid` (live trades in arrival = exchange order)."""
+def minute_of(bar: MinuteBar, grid: Grid, parsed: ParsedText | None = None) -> Minute:
+    """A storage or live MinuteBar as a Minute on `grid` (live trades in arrival = exchange order);
+    `parsed` keeps parsed text across the bars of one read (Minute.from_footprint)."""
     if bar.trades:
         minute = Minute(bar.start_ms)
         for at, price, size, is_buy in bar.trades:
@@ -49,9 +50,10 @@ def minute_of(bar: MinuteBar, grid: Grid) -> Minute:
         min_delta=bar.min_delta,
         first_ms=bar.first_trade_time_ms,
         last_ms=bar.last_trade_time_ms,
+        parsed=parsed,
     )
     if bar.length_ms > MINUTE_MS:
-        minute.traded_minutes = bar.minutes()
+        minute.traded_minutes = bar.minute_range()
     return minute
 
 
@@ -134,32 +136,54 @@ class FlowData:
         return self.live.live_from(instrument, now) if self.live is not None else None
 
     async def minutes(
-        self, instrument: InstrumentId, start: int, end: int, grid: Grid, now: int, hourly: bool = False
+        self,
+        instrument: InstrumentId,
+        start: int,
+        end: int,
+        grid: Grid,
+        now: int,
+        hourly: bool = False,
+        detail_from: int | None = None,
     ) -> Loaded:
         """Every minute of [start, end) with trades, each from exactly one source; with `hourly`, whole
-        closed hours of storage come as one 1h bar each."""
+        closed hours of storage come as one 1h bar each; with `detail_from`, so do those before it
+        (see `stored`)."""
         live_from = self.live_from(instrument, now)
         stored_end = end if live_from is None else max(start, min(end, live_from))
-        out = Loaded(await self.stored(instrument, start, stored_end, grid, now, hourly))
+        out = Loaded(await self.stored(instrument, start, stored_end, grid, now, hourly, detail_from))
         if live_from is not None and end > live_from:
             out.minutes += self.live_minutes(instrument, max(start, live_from), end, grid)
             out.includes_live = end > now - now % MINUTE_MS
         return out
 
     async def stored(
-        self, instrument: InstrumentId, start: int, end: int, grid: Grid, now: int, hourly: bool = False
+        self,
+        instrument: InstrumentId,
+        start: int,
+        end: int,
+        grid: Grid,
+        now: int,
+        hourly: bool = False,
+        detail_from: int | None = None,
     ) -> list[Minute]:
         """Storage's minutes of [start, end) (whole closed hours as 1h bars with `hourly`); closed
-        stretches through the cache."""
+        stretches through the cache. `detail_from`: the minutes before it are read for their deltas
+        only (the CVD before a range, FlowQuery.detail_start), so the whole hours there come as 1h
+        bars: a 1h range late in the day reads ~23 1h bars, not ~1,400 1m bars, before its own."""
         if end <= start:
             return []
+        if detail_from is not None and not hourly:
+            split = min(end, detail_from - detail_from % HOUR_MS)
+            if split > start:
+                before = await self.stored(instrument, start, split, grid, now, True)
+                return before + await self.stored(instrument, split, end, grid, now)
         closed = now - now % MINUTE_MS - CLOSED_GRACE_MS
         cut = max(start, min(end, closed))
         out: list[Minute] = []
         if cut > start:
             out += await self._closed(instrument, start, cut, grid, hourly)
         if end > cut:
-            out += [minute_of(b, grid) for b in await self._bars(instrument, cut, end, hourly)]
+            out += _minutes(await self._bars(instrument, cut, end, hourly), grid)
         return out
 
     def live_minutes(self, instrument: InstrumentId, start: int, end: int, grid: Grid) -> list[Minute]:
@@ -182,7 +206,7 @@ class FlowData:
         self, instrument: InstrumentId, start: int, end: int, grid: Grid, hourly: bool
     ) -> list[Minute]:
         if not self.cache.enabled:
-            return [minute_of(b, grid) for b in await self._bars(instrument, start, end, hourly)]
+            return _minutes(await self._bars(instrument, start, end, hourly), grid)
         chunks = hour_chunks(start, end)
         keys = [(instrument.key, a, b, grid.row_units, grid.decimals, hourly) for a, b in chunks]
         found: dict[int, list[Minute]] = {}
@@ -193,10 +217,10 @@ class FlowData:
         missing = [i for i in range(len(chunks)) if i not in found]
         if missing:
             first, last = chunks[missing[0]][0], chunks[missing[-1]][1]
-            bars = await self._bars(instrument, first, last, hourly)
+            minutes = _minutes(await self._bars(instrument, first, last, hourly), grid)
             for index in missing:
                 a, b = chunks[index]
-                found[index] = [minute_of(bar, grid) for bar in bars if a <= bar.start_ms < b]
+                found[index] = [m for m in minutes if a <= m.start_ms < b]
                 self.cache.put(keys[index], found[index])
         return [m for i in range(len(chunks)) for m in found[i]]
 
@@ -244,6 +268,11 @@ class FlowData:
                     if volume >= min_size:
                         out.append(LargeTradeRecord(instrument, "", at, price, size, is_buy, volume))
         return out
+
+
+def _minutes(bars: list[MinuteBar], grid: Grid) -> list[Minute]:
+    parsed = ParsedText()
+    return [minute_of(bar, grid, parsed) for bar in bars]
 
 
 def _not_stored_yet(exc: grpc.aio.AioRpcError) -> bool:

@@ -80,6 +80,18 @@ class FlowQuery:
         return min(self.start, self.anchor_start(self.start + self.size_ms - MINUTE_MS))
 
     @property
+    def hourly_anchor(self) -> bool:
+        """Whether every CVD anchor period starts on a whole UTC hour (UTC day or week), so that an
+        hour's delta lies wholly inside or outside each: 1h bars serve the CVD before a range."""
+        return self.anchor_kind in (pb.CVD_ANCHOR_KIND_UTC_DAY, pb.CVD_ANCHOR_KIND_UTC_WEEK)
+
+    @property
+    def detail_start(self) -> int:
+        """Where minute detail is needed from (FlowData.minutes' detail_from): before the range only
+        the CVD's deltas are, from 1h bars where hourly_anchor allows."""
+        return self.start if self.hourly_anchor else self.data_start
+
+    @property
     def hourly(self) -> bool:
         """Whether storage may serve whole hours as 1h bars: bars and anchor periods are whole hours."""
         return self.size_ms >= HOUR_MS and self.anchor_kind in (

@@ -38,13 +38,13 @@ def to_units(text: str, decimals: int) -> int:
 
 def volume_units(text: str) -> int:
     """A plain decimal size as an integer count of 10**-18."""
-    dot = text.find(".")
-    if dot < 0:
+    whole, dot, fraction = text.partition(".")
+    if not dot:
         return int(text) * _POW10[VOLUME_SCALE]
-    digits = len(text) - dot - 1
+    digits = len(fraction)
     if digits > VOLUME_SCALE:  # never from validated input; truncate (= floor) rather than mis-scale
-        return int(text[:dot] + text[dot + 1 : dot + 1 + VOLUME_SCALE])
-    return int(text[:dot] + text[dot + 1 :]) * _POW10[VOLUME_SCALE - digits]
+        return int(whole + fraction[:VOLUME_SCALE])
+    return int(whole + fraction) * _POW10[VOLUME_SCALE - digits]
 
 
 def format_units(units: int, decimals: int) -> str:

@@ -17,16 +17,18 @@ Zones spanning bars (volume imbalance, absorption, divergence) live in orderflow
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
+from typing import Any, NamedTuple, TypeVar
 
 from marketdata.core.analytics.exact import format_scaled, to_units, volume_units
 from marketdata.core.analytics.profile import Grid
 
 MINUTE_MS = 60_000
 RATIO_DIGITS = 6
+T = TypeVar("T")
 
 
 class Side(Enum):
@@ -40,6 +42,16 @@ def _min(a: int | None, b: int) -> int:
 
 def _max(a: int | None, b: int) -> int:
     return b if a is None or b > a else a
+
+
+@dataclass
+class ParsedText:
+    """Footprint text parsed to units, kept across the bars of one read: prices and sizes repeat from
+    one bar to the next (a sliding price range, common trade sizes), and parsing them was most of the
+    cost of turning stored footprints into minutes. Prices are at one grid's decimals."""
+
+    prices: dict[str, int] = field(default_factory=dict)
+    volumes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,7 +72,10 @@ class Minute:
     first_ms: int = 0
     last_ms: int = 0
     # starts of the minutes holding trades when this is a 1h bar (empty: just start_ms)
-    traded_minutes: list[int] = field(default_factory=list)
+    traded_minutes: Sequence[int] = field(default_factory=list)
+    # bars merged with this minute first among their members (order_flow/compute.build_bars), kept
+    # here so they live exactly as long as the minute (a cached closed minute: the cache's TTL)
+    derived: dict[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def delta(self) -> int:
@@ -115,26 +130,44 @@ class Minute:
         min_delta: str = "",
         first_ms: int = 0,
         last_ms: int = 0,
+        parsed: ParsedText | None = None,
     ) -> Minute:
         """A stored footprint bar (rows at the tick, a grid that `grid` is a multiple of). Bars stored
-        before OHLC and intrabar extremes existed fall back to the rows' extremes and the bar's delta."""
+        before OHLC and intrabar extremes existed fall back to the rows' extremes and the bar's delta.
+        `parsed` keeps parsed text across the bars of one read (at `grid`'s decimals)."""
         minute = cls(start_ms, trades=trades, first_ms=first_ms or start_ms, last_ms=last_ms or start_ms)
         step, decimals = grid.row_units, grid.decimals
+        memo = ParsedText() if parsed is None else parsed
+        prices, volumes = memo.prices, memo.volumes
+        volumes["0"] = 0
+        out = minute.rows
+        buy_total = sell_total = 0
+        lowest: int | None = None
+        highest: int | None = None
         for price, buy_text, sell_text in rows:
-            units = to_units(price, decimals)
-            buy = volume_units(buy_text) if buy_text != "0" else 0
-            sell = volume_units(sell_text) if sell_text != "0" else 0
+            units = prices.get(price)
+            if units is None:
+                units = prices[price] = to_units(price, decimals)
+            buy = volumes.get(buy_text)
+            if buy is None:
+                buy = volumes[buy_text] = volume_units(buy_text)
+            sell = volumes.get(sell_text)
+            if sell is None:
+                sell = volumes[sell_text] = volume_units(sell_text)
             key = units - units % step
-            row = minute.rows.get(key)
+            row = out.get(key)
             if row is None:
-                minute.rows[key] = [buy, sell]
+                out[key] = [buy, sell]
             else:
                 row[0] += buy
                 row[1] += sell
-            minute.buy += buy
-            minute.sell += sell
-            minute.low = _min(minute.low, units)
-            minute.high = _max(minute.high, units)
+            buy_total += buy
+            sell_total += sell
+            if lowest is None or units < lowest:
+                lowest = units
+            if highest is None or units > highest:
+                highest = units
+        minute.buy, minute.sell, minute.low, minute.high = buy_total, sell_total, lowest, highest
         if high:
             minute.high = to_units(high, decimals)
         if low:
@@ -175,6 +208,9 @@ class Bar:
     large_volume: int = 0
     first_ms: int = 0
     last_ms: int = 0
+    # results derived from the bar's rows and prices (imbalances, heavy rows, its protobuf), memoized
+    # for bars build_bars merged once and hands out as copies (see `derived`); None: not memoized
+    derived: dict[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def delta(self) -> int:
@@ -187,6 +223,25 @@ class Bar:
     @property
     def has_trades(self) -> bool:
         return self.trades > 0 or bool(self.rows)
+
+    def copy(self) -> Bar:
+        """A shallow copy: its own scalar fields (CVD, large trades, closed), the same rows and memo."""
+        clone = Bar.__new__(Bar)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+
+def derived(bar: Bar, key: Hashable, make: Callable[[], T]) -> T:
+    """make(), memoized in the bar's memo under `key` (which must name every input of make() besides
+    the bar's rows and prices); computed afresh for a bar without a memo."""
+    memo = bar.derived
+    if memo is None:
+        return make()
+    try:
+        value: T = memo[key]
+    except KeyError:
+        value = memo[key] = make()
+    return value
 
 
 def merge_bar(start_ms: int, end_ms: int, minutes: Iterable[Minute], base: Bar | None = None) -> Bar:
@@ -286,8 +341,10 @@ def cvd_at(deltas: MinuteDeltas, bar_end_ms: int, anchor_start: Callable[[int], 
 # --- imbalances --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Imbalance:
+class Imbalance(NamedTuple):
+    """One diagonal imbalance (a named tuple: a bar can hold hundreds, and a frozen dataclass costs
+    several times more to create)."""
+
     price: int  # the imbalanced row
     side: Side
     volume: int  # buy(p) for buys, sell(p) for sells
@@ -312,18 +369,19 @@ def diagonal_imbalances(
     opposite row counts as 0. Lowest price first, the buy before the sell at one price."""
     num, den = ratio.numerator, ratio.denominator
     out: list[Imbalance] = []
+    append, get, buy_side, sell_side = out.append, rows.get, Side.BUY, Side.SELL
     for price in sorted(rows):
         buy, sell = rows[price][0], rows[price][1]
         if buy > min_volume:
-            below = rows.get(price - row_units)
+            below = get(price - row_units)
             opposite = below[1] if below is not None else 0
             if buy * den >= num * opposite:
-                out.append(Imbalance(price, Side.BUY, buy, opposite))
+                append(Imbalance(price, buy_side, buy, opposite))
         if sell > min_volume:
-            above = rows.get(price + row_units)
+            above = get(price + row_units)
             opposite = above[0] if above is not None else 0
             if sell * den >= num * opposite:
-                out.append(Imbalance(price, Side.SELL, sell, opposite))
+                append(Imbalance(price, sell_side, sell, opposite))
     return out
 
 

@@ -10,8 +10,9 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 
-from marketdata.core.analytics.orderflow import Bar, Side, ratio_text
+from marketdata.core.analytics.orderflow import Bar, Side, derived, ratio_text
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ def absorption_zones(
     for i, bar in enumerate(bars):
         if i + window >= len(bars):
             break
-        heavy = heavy_rows(bar, row_units, multiple, min_volume)
+        key = ("heavy", row_units, multiple.numerator, multiple.denominator, min_volume)
+        heavy = derived(bar, key, partial(heavy_rows, bar, row_units, multiple, min_volume))
         if not heavy:
             continue
         later = bars[i + 1 : i + 1 + window]
