@@ -206,6 +206,26 @@ async def test_a_backlog_joins_into_few_requests_and_is_stored_whole(tmp_path: P
                 assert [t.trade_id for t in got] == [t.trade_id for t in expected], key
 
 
+async def test_one_trade_frames_reach_storage_in_few_requests(tmp_path: Path) -> None:
+    """At a steady rate of one-trade frames, the collector gathers each instrument's trades for the
+    linger (50 ms) and writes them as one request: storage commits a few dozen requests instead of
+    one per frame, and holds every trade once."""
+    config = dataclasses.replace(replay(LINEAR, rate=500, max_trades=1000), trades_per_frame=1)
+    async with (
+        running_storage(storage_settings(tmp_path)) as storage,
+        running_replay_exchange(config) as exchange,
+        collector_for(exchange, LINEAR, storage.address) as collector,
+    ):
+        writer = collector.collector.storage
+        assert writer is not None and writer.trades is not None
+        stream = writer.trades
+        await wait_for(lambda: generator_done(exchange), 30, "the generator")
+        await wait_for(lambda: stream.acked_items == 2000, 20, "every trade to be acknowledged")
+        # 2000 frames; about 20 requests a second per instrument over ~4 s.
+        assert stream.acked_batches < 400, stream.acked_batches
+        assert await assert_exactly_stored(storage, exchange, LINEAR) == 2000
+
+
 # --- SIGKILL ------------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,9 @@
    Binance spot and USD-M diff events, Bybit deltas) are prepared first, then timed through the real
    parser and sync code (`parse + apply`), and as pre-parsed updates (`apply only`). The figure is
    level updates applied per second on one core.
+   Side by side with cryptofeed: the recorded Binance sessions (shared/fixtures/recorded, real depth
+   diffs and their REST snapshots) through our parse + apply and through cryptofeed 2.4's own Binance
+   feed (bench/peers/cryptofeed_book.py, in the peer virtualenv), both from the raw frame text.
 2. GetOrderBook latency over loopback: the replay exchange and `marketdata serve collector` run as
    their own processes, the books updating live (`--book-churn` level changes per second per book),
    and this process calls GetOrderBook(depth 20) one call after another; p50/p99/max in ms.
@@ -14,17 +17,22 @@ Figures are printed and written as JSON; nothing here is a pass/fail test.
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 import orjson
 
 from marketdata.bench.collector import machine
+from marketdata.bench.peers.environment import PEER_REQUIREMENTS
+from marketdata.bench.peers.recording import RECORDINGS, best_of, load_depth
 from marketdata.bench.processes import cpu_seconds, free_port, start_service
-from marketdata.collector.binance import BinanceFrameParser
+from marketdata.collector.binance import BinanceFrameParser, parse_depth_snapshot
 from marketdata.collector.books.snapshots import DepthSnapshot
 from marketdata.collector.books.sync import SYNCED, BinanceSync, BybitSync
 from marketdata.collector.bybit import BybitFrameParser
@@ -49,6 +57,23 @@ class Apply:
 
 
 @dataclass
+class PeerApply:
+    """One client's parse + apply of a recorded stream: the best of a few repeats of `passes` passes."""
+
+    scenario: str
+    client: str
+    level_updates: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    level_updates_per_s: float = 0.0  # over wall time
+    level_updates_per_cpu_s: float = 0.0  # over the process's CPU time: steadier on a shared machine
+    passes: int = 0
+    error: str = ""  # why there is no figure (peer virtualenv missing, recording missing, ...)
+    # symbol -> best bid and ask [price, size] after the last pass (compared between the clients)
+    tops: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
 class Latency:
     scenario: str
     calls: int
@@ -66,6 +91,7 @@ class Latency:
 class Report:
     machine: dict[str, Any]
     apply: list[Apply] = field(default_factory=list)
+    peers: list[PeerApply] = field(default_factory=list)
     latency: list[Latency] = field(default_factory=list)
 
 
@@ -183,6 +209,125 @@ def apply_bybit(market: MarketKey, events: int, changes: int) -> Apply:
     )
 
 
+RECORDED = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "recorded"
+PEER_SCRIPT = Path(__file__).parent / "peers" / "cryptofeed_book.py"
+RECORDED_MARKETS = {"spot": MarketKey.BINANCE_SPOT, "futures": MarketKey.BINANCE_FUTURES}
+SIDE_SECONDS = 2.0  # timed per client and recording, split over the repeats
+SIDE_REPEATS = 3  # the best repeat counts: the machine may be busy during the others
+OURS = "marketdata"
+# "cryptofeed 2.4.1": the version the peer virtualenv pins
+CRYPTOFEED = next(r for r in PEER_REQUIREMENTS if r.startswith("cryptofeed==")).replace("==", " ")
+
+
+def _recorded_scenario(market: str) -> str:
+    return f"recorded {RECORDED_MARKETS[market].value} depth"
+
+
+def apply_recorded(
+    market: str, recorded: Path = RECORDED, seconds: float = SIDE_SECONDS, repeats: int = SIDE_REPEATS
+) -> PeerApply:
+    """Our parser and BinanceSync over a recorded session's depth frames, from their raw text,
+    each pass onto freshly loaded snapshots (loaded untimed, as on cryptofeed's side)."""
+    scenario = _recorded_scenario(market)
+    ws, http = (recorded / name for name in RECORDINGS[market])
+    if not ws.exists() or not http.exists():
+        return PeerApply(scenario, OURS, error=f"recording missing: {ws} / {http}")
+    frames, bodies = load_depth(ws, http)
+    key = RECORDED_MARKETS[market]
+    instruments = {symbol: InstrumentId(key, symbol) for symbol in bodies}
+    settings = load_settings({"MARKETDATA_INSTRUMENTS": ",".join(i.key for i in instruments.values())})
+    snapshots = {}
+    for symbol, body in bodies.items():
+        last, bids, asks, time_ms = parse_depth_snapshot(orjson.loads(body))
+        snapshots[instruments[symbol]] = DepthSnapshot(last, bids, asks, time_ms, 1, 1000)
+    parser = BinanceFrameParser(key, instruments, instruments)
+
+    async def no_fetch(_: InstrumentId) -> DepthSnapshot:
+        raise AssertionError("the recording has a gap")
+
+    syncs: dict[InstrumentId, BinanceSync] = {}
+
+    def one_pass() -> tuple[float, float, int]:
+        syncs.clear()
+        for instrument, snapshot in snapshots.items():
+            syncs[instrument] = sync = BinanceSync(instrument, settings, lambda _: None, no_fetch)
+            sync.on_snapshot(snapshot)
+        before = sum(sync.stats.updates for sync in syncs.values())  # the snapshots' levels
+        cpu, started = time.process_time(), time.perf_counter()
+        for text in frames:
+            frame = parser.parse(text, 1)
+            syncs[frame.instrument].on_update(frame.book)  # type: ignore[index, arg-type]
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        for sync in syncs.values():
+            assert sync.state == SYNCED and sync.stats.total_resyncs == 0, sync.stats
+        return wall, cpu, sum(sync.stats.updates for sync in syncs.values()) - before
+
+    applied, wall, cpu, passes = best_of(one_pass, seconds, repeats)
+    tops = {}
+    for instrument, sync in syncs.items():
+        assert sync.book is not None
+        bids, asks = sync.book.levels()
+        tops[instrument.symbol] = {
+            "bid": list(bids[0]) if bids else None,
+            "ask": list(asks[0]) if asks else None,
+            "bid_levels": len(bids),
+            "ask_levels": len(asks),
+        }
+    return PeerApply(
+        scenario, OURS, applied, round(wall, 3), round(cpu, 3), round(applied / wall),
+        round(applied / cpu) if cpu else 0.0, passes, tops=tops,
+    )  # fmt: skip
+
+
+def apply_recorded_cryptofeed(
+    market: str,
+    python: Path | None,
+    missing: str = "",
+    recorded: Path = RECORDED,
+    seconds: float = SIDE_SECONDS,
+    repeats: int = SIDE_REPEATS,
+) -> PeerApply:
+    """cryptofeed's Binance feed over the same recording, in the peer virtualenv's interpreter;
+    `missing` says why there is no interpreter when `python` is None."""
+    scenario = _recorded_scenario(market)
+    if python is None:
+        return PeerApply(scenario, CRYPTOFEED, error=missing or "no peer virtualenv")
+    ws, http = (recorded / name for name in RECORDINGS[market])
+    if not ws.exists() or not http.exists():
+        return PeerApply(scenario, CRYPTOFEED, error=f"recording missing: {ws} / {http}")
+    argv = [str(python), str(PEER_SCRIPT), str(ws), str(http), market, str(seconds), str(repeats)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    except subprocess.TimeoutExpired:
+        return PeerApply(scenario, CRYPTOFEED, error="timed out after 900 s")
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        return PeerApply(scenario, CRYPTOFEED, error=f"exit {done.returncode}: {tail[0][:200]}")
+    result = json.loads(lines[-1])
+    cpu = result["cpu_seconds"]
+    return PeerApply(
+        scenario, CRYPTOFEED, result["level_updates"], result["seconds"], cpu,
+        result["level_updates_per_s"], round(result["level_updates"] / cpu) if cpu else 0.0,
+        result["passes"], tops=result["tops"],
+    )  # fmt: skip
+
+
+def side_by_side(
+    markets: list[str],
+    python: Path | None,
+    missing: str = "",
+    seconds: float = SIDE_SECONDS,
+    repeats: int = SIDE_REPEATS,
+) -> list[PeerApply]:
+    """Ours, then cryptofeed's, on each recording: one after the other, never at the same time."""
+    rows = []
+    for market in markets:
+        rows.append(apply_recorded(market, RECORDED, seconds, repeats))
+        rows.append(apply_recorded_cryptofeed(market, python, missing, RECORDED, seconds, repeats))
+    return rows
+
+
 def _percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
@@ -254,8 +399,13 @@ async def latency(calls: int, churn: float, depth: int = 20) -> Latency:
         await exchange.stop()
 
 
-def main(events: int, calls: int, quick: bool) -> Report:
+def main(
+    events: int, calls: int, quick: bool, peer_python: Path | None = None, peer_missing: str = ""
+) -> Report:
+    """`peer_python`: the peer virtualenv's interpreter for the cryptofeed side; when None its rows
+    carry `peer_missing` instead of figures."""
     report = Report(machine())
+    report.peers = side_by_side(["spot"] if quick else ["spot", "futures"], peer_python, peer_missing)
     report.apply.append(apply_binance(MarketKey.BINANCE_SPOT, events, 20))
     if not quick:
         report.apply.append(apply_binance(MarketKey.BINANCE_FUTURES, events, 20))
@@ -278,6 +428,8 @@ def table(report: Report) -> str:
             f"{a.scenario:<48} {a.events:>8} {a.level_updates:>9} "
             f"{a.level_updates_per_s:>21,} {a.apply_only_level_updates_per_s:>15,}"
         )
+    if report.peers:
+        lines += ["", *peer_table(report.peers)]
     lines += [
         "",
         f"{'latency scenario':<40} {'book changes/s':>14} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} "
@@ -289,6 +441,36 @@ def table(report: Report) -> str:
             f"{lat.p99_ms:>7.3f} {lat.max_ms:>7.3f} {lat.calls_per_s:>8} {lat.collector_cpu_pct:>12}%"
         )
     return "\n".join(lines)
+
+
+def peer_table(rows: list[PeerApply]) -> list[str]:
+    """Ours vs cryptofeed's book on the same recorded frames, with ours / cryptofeed as the ratio."""
+    lines = [
+        "ours vs cryptofeed's book, same recorded frames (raw text -> JSON -> book), best of "
+        f"{SIDE_REPEATS} repeats",
+        f"{'recorded stream':<34} {'client':<16} {'levels':>8} {'levels/s':>10} {'levels/CPU-s':>12} "
+        f"{'ours/cf (wall)':>14} {'ours/cf (CPU)':>13}",
+    ]
+    ours = {row.scenario: row for row in rows if row.client == OURS and not row.error}
+    for row in rows:
+        if row.error:
+            lines.append(f"{row.scenario:<34} {row.client:<16} {row.error}")
+            continue
+        ratio_wall = ratio_cpu = ""
+        mine = ours.get(row.scenario)
+        if (
+            row.client != OURS
+            and mine is not None
+            and row.level_updates_per_s
+            and row.level_updates_per_cpu_s
+        ):
+            ratio_wall = f"{mine.level_updates_per_s / row.level_updates_per_s:.1f}x"
+            ratio_cpu = f"{mine.level_updates_per_cpu_s / row.level_updates_per_cpu_s:.1f}x"
+        lines.append(
+            f"{row.scenario:<34} {row.client:<16} {row.level_updates:>8} {row.level_updates_per_s:>10,.0f} "
+            f"{row.level_updates_per_cpu_s:>12,.0f} {ratio_wall:>14} {ratio_cpu:>13}"
+        )
+    return lines
 
 
 def as_json(report: Report) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -121,28 +122,33 @@ class Report:
     fold_batch_trades: int = FOLD_BATCH
 
 
-async def _order_flow(storage_port: int, collector_addr: str, replay_port: int) -> Service:
+async def analytics_service(
+    name: str, storage_port: int, collector_addr: str, replay_port: int, instrument: InstrumentId = INSTRUMENT
+) -> Service:
+    """`marketdata serve <name>` (order-flow or volume-profile) reading storage and the collector's
+    live trades of `instrument`, its tick size from the replay exchange's metadata."""
     port = free_port()
+    prefix = "MARKETDATA_" + name.upper().replace("-", "_")
     env = {
-        "MARKETDATA_ORDER_FLOW_PORT": str(port),
-        "MARKETDATA_ORDER_FLOW_METRICS_PORT": "0",
+        f"{prefix}_PORT": str(port),
+        f"{prefix}_METRICS_PORT": "0",
         "MARKETDATA_STORAGE_ADDR": f"127.0.0.1:{storage_port}",
         "MARKETDATA_COLLECTOR_ADDR": collector_addr,
-        "MARKETDATA_INSTRUMENTS": INSTRUMENT.key,
+        "MARKETDATA_INSTRUMENTS": instrument.key,
         # as the collector here: no books (the book rule's cost belongs to `bench book`)
         "MARKETDATA_BOOK_INSTRUMENTS": "none",
-        # tick sizes from the replay exchange's metadata
-        "MARKETDATA_BINANCE_FUTURES_REST_URL": f"http://127.0.0.1:{replay_port}",
+        f"MARKETDATA_{instrument.market.value.upper().replace('-', '_')}_REST_URL": f"http://127.0.0.1:{replay_port}",
         "MARKETDATA_LOG_LEVEL": "WARNING",
     }
-    return await start_service("order-flow", ["serve", "order-flow"], env, port)
+    return await start_service(name, ["serve", name], env, port)
 
 
-async def _sent(port: int) -> tuple[dict[str, int], list[int]]:
-    """Send order index by trade id, and send times by index."""
+async def sent_times(port: int, instrument: InstrumentId = INSTRUMENT) -> tuple[dict[str, int], list[int]]:
+    """Send order index by trade id, and send times by index (0: not sent), of the trades the replay
+    exchange still holds (its last --history-size per instrument)."""
     async with aiohttp.ClientSession() as session:
         url = f"http://127.0.0.1:{port}/_replay/trades"
-        async with session.get(url, params={"instrument": INSTRUMENT.key}) as response:
+        async with session.get(url, params={"instrument": instrument.key}) as response:
             body = await response.json()
     index: dict[str, int] = {}
     times: list[int] = []
@@ -152,13 +158,28 @@ async def _sent(port: int) -> tuple[dict[str, int], list[int]]:
     return index, times
 
 
+def covered_trades(received: list[tuple[int, str]], index: dict[str, int]) -> Iterator[tuple[int, range]]:
+    """For each StreamOrderFlow update (receipt ns, its newest trade id), in order: its receipt time
+    and the send indexes of the trades it newly includes. The replay's ids grow in send order; the
+    first update whose newest trade is known only sets the baseline (what it covers is unknown)."""
+    previous: int | None = None
+    for at_ns, last_id in received:
+        newest = index.get(last_id)
+        if newest is None:
+            continue
+        if previous is not None and newest > previous:
+            yield at_ns, range(previous + 1, newest + 1)
+        if previous is None or newest > previous:
+            previous = newest
+
+
 async def run(rate: float, seconds: float) -> Report:
     report = Report(machine(), rate, seconds)
     total = int(rate * (seconds + WARMUP_S + 3))
     with tempfile.TemporaryDirectory(prefix="marketdata-bench-flow-") as tmp:
         storage = await _storage(Path(tmp), {}, "NORMAL")
         exchange, collector, collector_addr = await _stack([INSTRUMENT], rate, 10, max_trades=total)
-        flow = await _order_flow(storage.port, collector_addr, exchange.port)
+        flow = await analytics_service("order-flow", storage.port, collector_addr, exchange.port)
         received: list[tuple[int, str]] = []  # (receipt ns, newest trade id included)
         direct: dict[str, int] = {}  # trade id -> receipt by a direct collector subscriber
         try:
@@ -205,7 +226,7 @@ async def run(rate: float, seconds: float) -> Report:
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
                     await follower
-            index, sent = await _sent(exchange.port)
+            index, sent = await sent_times(exchange.port)
         finally:
             await flow.stop()
             await collector.stop()
@@ -213,16 +234,11 @@ async def run(rate: float, seconds: float) -> Report:
             await storage.stop()
     latencies: list[float] = []
     warm_ns = received[0][0] + int(WARMUP_S * 1e9) if received else 0
-    previous = index.get(received[0][1], -1) if received else -1
     updates = 0
-    for at_ns, last_id in received[1:]:
-        newest = index.get(last_id)
-        if newest is None or newest <= previous:
-            continue
+    for at_ns, covered in covered_trades(received, index):
         if at_ns >= warm_ns:
             updates += 1
-            latencies += [(at_ns - sent[i]) / 1e6 for i in range(previous + 1, newest + 1) if sent[i]]
-        previous = newest
+            latencies += [(at_ns - sent[i]) / 1e6 for i in covered if sent[i]]
     if not latencies:
         raise RuntimeError("no update could be matched with the trades' send times")
     shares = [(at - direct[i]) / 1e6 for at, i in received[1:] if at >= warm_ns and i in direct]

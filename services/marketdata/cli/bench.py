@@ -41,6 +41,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     book.add_argument("--calls", type=int, default=5000, help="GetOrderBook calls per latency scenario")
     book.add_argument("--quick", action="store_true", help="one apply and one latency scenario")
     book.add_argument("--out", default="bench-results/book.json", help="where to write the JSON")
+    book.add_argument(
+        "--peers",
+        action="store_true",
+        help="install cryptofeed into --peers-venv if missing (without it, the cryptofeed rows use the "
+        "virtualenv only when it exists)",
+    )
+    book.add_argument(
+        "--peers-venv",
+        default=str(Path.home() / ".cache" / "marketdata" / "bench-peers"),
+        help="virtualenv for the peer clients (as bench collector --peers)",
+    )
     book.set_defaults(handler=run_book)
     storage = areas.add_parser(
         "storage", help="embedded store: ingest trades/s, 24 h footprint query latency, trades streamed back"
@@ -77,6 +88,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     flow.add_argument("--seconds", type=float, default=20.0, help="measuring time")
     flow.add_argument("--out", default="bench-results/flow.json", help="where to write the JSON")
     flow.set_defaults(handler=run_flow)
+    e2e = areas.add_parser(
+        "e2e",
+        help="exchange send -> StreamTrades and StreamOrderFlow receipt at stepped rates, all services "
+        "running; CPU per process",
+    )
+    e2e.add_argument(
+        "--rates", default="1000,10000,50000", help="offered trades/s to step through, comma-separated"
+    )
+    e2e.add_argument("--seconds", type=float, default=10.0, help="measuring time per rate")
+    e2e.add_argument("--out", default="bench-results/e2e.json", help="where to write the JSON")
+    e2e.set_defaults(handler=run_e2e)
     mcp = areas.add_parser("mcp", help="get_volume_profile for a day end to end over MCP streamable HTTP")
     mcp.add_argument("--trades", type=int, default=1_000_000, help="trades in the stored UTC day")
     mcp.add_argument("--rounds", type=int, default=50, help="warm calls to time per scenario")
@@ -131,7 +153,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     everything.set_defaults(handler=lambda args: run_all(args, areas))
 
 
-SHORT_AREAS = ("collector", "hotpath", "book", "storage", "profile", "flow", "mcp")
+SHORT_AREAS = ("collector", "hotpath", "book", "storage", "profile", "flow", "e2e", "mcp")
 LONG_AREAS = ("memory", "soak")
 
 
@@ -141,7 +163,9 @@ def run_all(args: argparse.Namespace, areas: Any) -> int:
     worst = 0
     for area in SHORT_AREAS + (LONG_AREAS if args.long else ()):
         print(f"\n== marketdata bench {area}", flush=True)
-        area_args = areas.choices[area].parse_args(["--peers"] if area == "collector" and args.peers else [])
+        area_args = areas.choices[area].parse_args(
+            ["--peers"] if area in ("collector", "book") and args.peers else []
+        )
         try:
             code = int(area_args.handler(area_args))
         except Exception as exc:  # one broken area must not hide the others' figures
@@ -186,8 +210,19 @@ def run_storage(args: argparse.Namespace) -> int:
 
 def run_book(args: argparse.Namespace) -> int:
     from marketdata.bench import book
+    from marketdata.bench.peers.environment import PeerSetupError, peer_python
 
-    report = book.main(args.events, args.calls, args.quick)
+    python: Path | None = Path(args.peers_venv) / "bin" / "python"
+    missing = f"no peer virtualenv at {args.peers_venv}: run with --peers to install cryptofeed"
+    if args.peers:
+        try:
+            python = peer_python(Path(args.peers_venv))
+        except PeerSetupError as exc:
+            print(f"marketdata bench book: {exc}")
+            return 1
+    elif python is not None and not python.exists():
+        python = None
+    report = book.main(args.events, args.calls, args.quick, python, missing)
     return publish(book.table(report), book.as_json(report), args.out)
 
 
@@ -203,6 +238,20 @@ def run_flow(args: argparse.Namespace) -> int:
 
     report = flow.main(args.rate, args.seconds)
     return publish(flow.table(report), flow.as_json(report), args.out)
+
+
+def run_e2e(args: argparse.Namespace) -> int:
+    from marketdata.bench import e2e
+
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        rates = []
+    if not rates or any(not 0 < r < float("inf") for r in rates):  # also refuses nan
+        print(f"marketdata bench e2e: --rates must be positive trades/s, comma-separated; got {args.rates!r}")
+        return 2
+    report = e2e.main(rates, args.seconds)
+    return publish(e2e.table(report), e2e.as_json(report), args.out)
 
 
 def run_hotpath(args: argparse.Namespace) -> int:

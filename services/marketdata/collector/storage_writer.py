@@ -102,8 +102,12 @@ class AckedStream:
         max_items: int,
         metrics: _StreamMetrics,
         render: Callable[[_Entry], bytes | None],
+        linger_s: float = 0.0,
     ) -> None:
         self.what = what
+        # Batches wait up to this long for later ones of their instrument to join them (see _join).
+        self._linger_s = linger_s
+        self._linger: asyncio.TimerHandle | None = None
         self._method = channel.stream_stream(
             method, request_serializer=None, response_deserializer=response_type.FromString
         )
@@ -155,6 +159,19 @@ class AckedStream:
         self.unacked_items += count
         self._drained.clear()
         self._to_send.append(entry.batch_id)
+        self._wake_after_linger(count)
+
+    def _wake_after_linger(self, count: int) -> None:
+        """Wake the sender now, or once the linger has passed, so that the batches coming meanwhile join
+        the queued ones: at one frame a batch, storage would otherwise pay a request, a commit slot and
+        an acknowledgement per exchange frame (hundreds of microseconds each) for a handful of trades."""
+        if self._linger_s <= 0 or count >= self._join_max or self._stopping:
+            self._wake.set()
+        elif self._linger is None:
+            self._linger = asyncio.get_running_loop().call_later(self._linger_s, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._linger = None
         self._wake.set()
 
     def _join(self, instrument: InstrumentId, trades: bytes, count: int) -> bool:
@@ -177,6 +194,8 @@ class AckedStream:
         self.unacked_items += count
         self._drained.clear()
         self.joined_batches += 1
+        if newest.count >= self._join_max:
+            self._wake.set()  # full: no reason to wait for the linger
         return True
 
     def _shed(self, entry: _Entry) -> None:
@@ -339,6 +358,9 @@ class AckedStream:
                 await asyncio.wait_for(self._drained.wait(), timeout)
         self._stopping = True
         self._wake.set()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -435,6 +457,7 @@ class StorageWriter:
             self.settings.storage_unacked_max_trades,
             self._trade_metrics,
             self._render_trades,
+            self.settings.storage_write_linger_ms / 1000,
         )
         self.snapshots = AckedStream(
             "book snapshots",

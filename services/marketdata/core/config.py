@@ -413,6 +413,13 @@ class Settings:
         "Trades the collector keeps while storage has not acknowledged them; past it the oldest batches "
         "are shed (logged and counted).",
     )
+    storage_write_linger_ms: float = _setting(
+        "50",
+        _non_negative_float,
+        "How long the collector gathers an instrument's trades before writing them to storage (one "
+        "request, one commit slot) unless 1000 are ready sooner; live streams are not delayed. "
+        "0: every batch as it comes.",
+    )
     storage_unacked_max_snapshots: int = _setting(
         "20000",
         _positive_int,

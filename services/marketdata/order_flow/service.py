@@ -86,7 +86,7 @@ class OrderFlowServicer:
         failovers = [r.failover for r in resolved.values()]
         pieces += [(g.instrument, g.start_ms, g.end_ms) for r in resolved.values() for g in r.segments]
         parts = await asyncio.gather(
-            *(self.data.minutes(i, a, b, q.grid, now, q.hourly) for i, a, b in pieces)
+            *(self.data.minutes(i, a, b, q.grid, now, q.hourly, q.detail_start) for i, a, b in pieces)
         )
         out = Loaded()
         for part in parts:
