@@ -149,7 +149,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--long adds memory and soak (30 min each)",
     )
     everything.add_argument("--long", action="store_true", help="also the 30-minute memory and soak runs")
-    everything.add_argument("--peers", action="store_true", help="the collector side by side with its peers")
+    everything.add_argument(
+        "--peers",
+        action="store_true",
+        help="collector and book side by side with their peers (cryptofeed, ccxt)",
+    )
     everything.set_defaults(handler=lambda args: run_all(args, areas))
 
 
