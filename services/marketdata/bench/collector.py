@@ -132,7 +132,10 @@ async def _stack(
     trades_per_frame: int,
     max_trades: int | None = None,
     tls: Tls | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Service, Service, str]:
+    """The replay exchange and a collector reading it; `extra_env` adds collector settings (e.g.
+    MARKETDATA_STORAGE_ADDR when storage runs too)."""
     exchange = await start_exchange(instruments, rate, trades_per_frame, max_trades, tls)
     replay_port = exchange.port
     grpc_port, metrics_port = free_port(), free_port()
@@ -150,6 +153,7 @@ async def _stack(
         env[f"MARKETDATA_{name}_REST_URL"] = f"http{secure}://127.0.0.1:{replay_port}"
     if tls is not None:
         env.update(tls.client_env())
+    env.update(extra_env or {})
     collector = await start_service("collector", ["serve", "collector"], env, grpc_port)
     return exchange, collector, f"127.0.0.1:{grpc_port}"
 

@@ -23,7 +23,6 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,21 +86,6 @@ class Report:
     machine: dict[str, Any]
     seconds: float
     runs: list[RateRun] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Settings for the child processes started inside (start_service passes os.environ on)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 async def _generator(port: int, action: str) -> None:
@@ -201,8 +185,9 @@ async def run_rate(rate: float, seconds: float) -> RateRun:
         services: dict[str, Service] = {}
         try:
             storage = services["storage"] = await _storage(Path(tmp), {}, "NORMAL")
-            with _environment(MARKETDATA_STORAGE_ADDR=f"127.0.0.1:{storage.port}"):
-                exchange, collector, collector_addr = await _stack([INSTRUMENT], rate, 10)
+            exchange, collector, collector_addr = await _stack(
+                [INSTRUMENT], rate, 10, extra_env={"MARKETDATA_STORAGE_ADDR": f"127.0.0.1:{storage.port}"}
+            )
             services["replay-exchange"], services["collector"] = exchange, collector
             # generation began with the collector's subscription: hold it until every consumer is up,
             # and stop it after the window (the exchange keeps the last 200k trades' send times)
