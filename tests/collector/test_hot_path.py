@@ -17,6 +17,7 @@ from marketdata.collector.binance import BinanceFrameParser
 from marketdata.collector.bus import TradeBus, instrument_field, stream_trades_response
 from marketdata.collector.bybit import BybitFrameParser
 from marketdata.collector.frames import KNOWN_DECIMALS_MAX, FrameError, FrameKind
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.replay_exchange import binance as replay_binance
 from marketdata.replay_exchange import bybit as replay_bybit
@@ -150,7 +151,7 @@ def test_bybit_trades_are_the_exchange_fields(recorded_dir: Path, source: str) -
         if not message.get("topic", "").startswith("publicTrade."):
             continue
         expected = bybit_reference(message, RECEIVE_NS)
-        assert frame.trades == expected
+        assert list(frame.trades) == expected
         checked += len(expected)
     assert checked >= 1
 
@@ -192,7 +193,8 @@ def test_batch_bytes_are_what_protobuf_makes() -> None:
         expected = collector_pb2.StreamTradesResponse(
             batch=common_pb2.TradeBatch(instrument=instrument.to_proto(), trades=batch)
         ).SerializeToString()
-        assert stream_trades_response(instrument_field(instrument), batch) == expected
+        run = TradeRun.of(batch, int_ids=False)
+        assert stream_trades_response(instrument_field(instrument), run) == expected
 
 
 @pytest.mark.parametrize("scenario", hotpath.SCENARIOS, ids=lambda s: s.instrument.key)
@@ -272,8 +274,9 @@ def test_bus_batches_never_exceed_the_largest_batch() -> None:
     async def publish() -> list[list[str]]:
         bus = TradeBus(CollectorRegistry(), max_batch=20, subscriber_capacity=100)
         subscription = bus.subscribe(None)
-        bus.publish(instrument, trades[:45])  # two full batches go at once, 5 wait for the turn
-        bus.publish(instrument, trades[45:])
+        # two full batches go at once, 5 wait for the turn
+        bus.publish(instrument, TradeRun.of(trades[:45], int_ids=True))
+        bus.publish(instrument, TradeRun.of(trades[45:], int_ids=True))
         await asyncio.sleep(0)
         subscription.close()
         return [
@@ -284,3 +287,34 @@ def test_bus_batches_never_exceed_the_largest_batch() -> None:
     batches = asyncio.run(publish())
     assert [len(b) for b in batches] == [20, 20, 12]
     assert [i for b in batches for i in b] == [str(n) for n in range(52)]
+
+
+def test_bus_gathers_a_busy_feed_and_sends_a_quiet_one_at_once() -> None:
+    """MARKETDATA_STREAM_MIN_INTERVAL_MS: the first trade after a quiet spell is its own message at the
+    end of its turn; trades of the following turns within the interval share the next message."""
+    instrument = InstrumentId(MarketKey.BINANCE_SPOT, "BTCUSDT")
+
+    def run_of(n: int) -> TradeRun:
+        return TradeRun.of([Trade(trade_id=str(n), price="1", size="1")], int_ids=True)
+
+    async def publish() -> tuple[list[list[str]], list[list[str]]]:
+        bus = TradeBus(CollectorRegistry(), max_batch=1000, subscriber_capacity=100, min_interval_s=1.0)
+        subscription = bus.subscribe(None)
+        bus.publish(instrument, run_of(1))
+        await asyncio.sleep(0)
+        at_once = [_ids(m) for m in subscription.drain()]
+        for n in range(2, 12):  # ten turns, well inside the interval
+            bus.publish(instrument, run_of(n))
+            await asyncio.sleep(0)
+        held = [_ids(m) for m in subscription.drain()]
+        await asyncio.sleep(1.2)
+        subscription.close()
+        return at_once, held + [_ids(m) async for m in subscription.messages()]
+
+    at_once, later = asyncio.run(publish())
+    assert at_once == [["1"]]
+    assert later == [[str(n) for n in range(2, 12)]]
+
+
+def _ids(message: bytes) -> list[str]:
+    return [t.trade_id for t in collector_pb2.StreamTradesResponse.FromString(message).batch.trades]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from marketdata.collector.rest import RestError
 from marketdata.collector.sequencer import ConsecutiveIdSequencer, ReconnectWindowSequencer
 from marketdata.collector.stats import FeedStats
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.config import load_settings
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import common_pb2
@@ -60,7 +61,7 @@ async def _run_binance(arrivals: list[list[int]], history: History) -> tuple[lis
         SPOT, stats, lambda _i, trades: delivered.extend(t.trade_id for t in trades), FAST, history.from_id
     )
     for frame in arrivals:
-        seq.on_trades([_trade(i) for i in frame])
+        seq.on_trades(TradeRun.of([_trade(i) for i in frame], int_ids=True))
         await asyncio.sleep(0)
     for _ in range(200):
         if not stats.instrument(SPOT).repairing and seq._task is None:
@@ -105,9 +106,9 @@ async def _reconnect_then_settle(
         SPOT, stats, lambda _i, trades: delivered.extend(t.trade_id for t in trades), FAST, history.from_id
     )
     seq.on_connected()  # the first connection: nothing to catch up on
-    seq.on_trades([_trade(i) for i in before])
+    seq.on_trades(TradeRun.of([_trade(i) for i in before], int_ids=True))
     seq.on_connected()
-    seq.on_trades([_trade(i) for i in after])
+    seq.on_trades(TradeRun.of([_trade(i) for i in after], int_ids=True))
     for _ in range(200):
         await asyncio.sleep(0.01)
         if seq._task is None:
@@ -178,9 +179,9 @@ async def _run_bybit(
     seq = ReconnectWindowSequencer(
         LINEAR, stats, lambda _i, ts: delivered.extend(t.trade_id for t in ts), FAST, recent, limit
     )
-    seq.on_trades([trade(t, 1) for t in live_before])
+    seq.on_trades(TradeRun.of([trade(t, 1) for t in live_before], int_ids=False))
     seq.on_connected()  # a reconnect
-    seq.on_trades([trade(t, 1) for t in live_after])
+    seq.on_trades(TradeRun.of([trade(t, 1) for t in live_after], int_ids=False))
     await asyncio.sleep(0.2)
     await seq.close()
     return delivered, stats

@@ -11,6 +11,7 @@ import asyncio
 
 from marketdata.collector.sequencer import ConsecutiveIdSequencer, ReconnectWindowSequencer
 from marketdata.collector.stats import FeedStats
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.config import load_settings
 from marketdata.core.instruments import MarketKey
 from marketdata.v1 import common_pb2
@@ -49,10 +50,12 @@ def test_binance_backfills_from_the_last_stored_id_to_the_first_live_one() -> No
     async def run() -> tuple[list[str], FeedStats]:
         seq, delivered, stats = _binance(History(range(1000, 1060)))
         seq.on_connected()
-        seq.on_trades([_trade(i) for i in range(1040, 1050)])  # before storage has answered: held
+        seq.on_trades(
+            TradeRun.of([_trade(i) for i in range(1040, 1050)], int_ids=True)
+        )  # before storage has answered: held
         assert delivered == []
         seq.resume_after([_trade(1008), _trade(1009)])
-        seq.on_trades([_trade(1009)] + [_trade(i) for i in range(1050, 1060)])
+        seq.on_trades(TradeRun.of([_trade(1009)] + [_trade(i) for i in range(1050, 1060)], int_ids=True))
         await _settle(seq)
         return delivered, stats
 
@@ -86,7 +89,7 @@ def test_binance_restart_backfill_is_bounded_and_the_rest_is_a_known_gap() -> No
     async def run() -> tuple[list[str], FeedStats]:
         seq, delivered, stats = _binance(History(range(1000, 1100)), restart_backfill_max_trades="20")
         seq.resume_after([_trade(1009)])
-        seq.on_trades([_trade(i) for i in range(1090, 1100)])
+        seq.on_trades(TradeRun.of([_trade(i) for i in range(1090, 1100)], int_ids=True))
         await _settle(seq)
         return delivered, stats
 
@@ -103,7 +106,7 @@ def test_binance_nothing_stored_starts_with_the_first_live_trade() -> None:
     async def run() -> tuple[list[str], FeedStats]:
         seq, delivered, stats = _binance(History(range(1000, 1060)))
         seq.on_connected()
-        seq.on_trades([_trade(i) for i in range(1040, 1045)])
+        seq.on_trades(TradeRun.of([_trade(i) for i in range(1040, 1045)], int_ids=True))
         seq.resume_after([])
         await _settle(seq)
         return delivered, stats
@@ -116,9 +119,9 @@ def test_binance_nothing_stored_starts_with_the_first_live_trade() -> None:
 def test_unknown_restart_point_releases_held_trades_and_records_it() -> None:
     async def run() -> tuple[list[str], FeedStats]:
         seq, delivered, stats = _binance(History(range(1000, 1060)))
-        seq.on_trades([_trade(i) for i in range(1040, 1045)])
+        seq.on_trades(TradeRun.of([_trade(i) for i in range(1040, 1045)], int_ids=True))
         seq.resume_unknown("storage at 127.0.0.1:1 did not answer within 5 s")
-        seq.on_trades([_trade(1045)])
+        seq.on_trades(TradeRun.of([_trade(1045)], int_ids=True))
         await _settle(seq)
         return delivered, stats
 
@@ -148,7 +151,7 @@ async def _run_bybit_restart(
     )
     seq.expect_restart_point()
     seq.on_connected()  # the first connect comes before storage's answer
-    seq.on_trades([_bybit_trade(t, ms) for t, ms in live])
+    seq.on_trades(TradeRun.of([_bybit_trade(t, ms) for t, ms in live], int_ids=False))
     seq.resume_after([_bybit_trade(t, ms) for t, ms in stored])
     await _settle(seq)
     return delivered, stats

@@ -35,6 +35,7 @@ from marketdata.collector.frames import (
     optional_text,
     remember_decimal,
 )
+from marketdata.collector.trade_runs import TradeRun, fastframes
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import common_pb2
 
@@ -65,23 +66,48 @@ def stream_url(
     return f"{ws_base}{route}/stream?streams={'/'.join(names)}"
 
 
+def _unify_binance(
+    f: Any,
+) -> Any:  # TEMP: until the C functions return (key, wire, ids, last_time_ms, last_offset)
+    def g(text: str | bytes, ns: int) -> Any:
+        r = f(text, ns)
+        return None if r is None else (r[0], r[1], [r[2]], r[3], 0)
+
+    return g
+
+
 class BinanceFrameParser:
     """Parses frames of one connection; `instruments` maps the exchange symbol to our id, `books`
-    the symbols whose depth stream the connection carries."""
+    the symbols whose depth stream the connection carries.
+
+    A well-formed trade or aggTrade frame goes through the C fast path (`_fastframes.binance_trade`:
+    the JSON scanned once into the trade's wire bytes); it declines anything else, which this class's
+    Python code parses, and rejects with the error that names the field. `fast=False` keeps to the
+    Python code (the reference the fast path is tested against)."""
 
     def __init__(
         self,
         market: MarketKey,
         instruments: Mapping[str, InstrumentId],
         books: Mapping[str, InstrumentId] | None = None,
+        fast: bool = True,
     ) -> None:
         self._market = market
+        self._fast = fastframes.binance_trade if fast and fastframes is not None else None
+        self.fast = _unify_binance(self._fast) if self._fast is not None else None  # TEMP until C shape
         self._by_symbol = dict(instruments)
+        self.fast_keys = self._by_symbol
         self._books = dict(books or {})
         self._futures = market == MarketKey.BINANCE_FUTURES
         self._decimals: set[str] = set()  # prices and sizes already checked (remember_decimal)
 
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
+        fast = self.fast(text, receive_ns) if self.fast is not None else None
+        if fast is not None:
+            symbol, wire, ids, last_time_ms, last_offset = fast
+            instrument = self._by_symbol.get(symbol)
+            if instrument is not None:
+                return Frame(FrameKind.TRADES, instrument, TradeRun(wire, ids, last_offset, last_time_ms))
         try:
             message = _loads(text)
         except _JSONDecodeError:
@@ -164,7 +190,7 @@ class BinanceFrameParser:
             )
         if aggregated:
             trade.aggregated = True
-        return Frame(FrameKind.TRADES, instrument, [trade])
+        return Frame(FrameKind.TRADES, instrument, TradeRun.of([trade], int_ids=True))
 
     def _depth(self, data: dict[str, Any], receive_ns: int) -> Frame:
         symbol = data.get("s")

@@ -2,8 +2,13 @@
 
 Batching: trades published during one event-loop turn are flushed together by a call_soon
 callback, so a quiet feed is delivered at once and a busy one in larger batches; full batches of
-`max_batch` trades go out inline. Each batch is serialized once, as the wire form of a
-StreamTradesResponse, and the same bytes go to every subscriber.
+`max_batch` trades go out inline. Flushes are at least `min_interval_s` apart
+(MARKETDATA_STREAM_MIN_INTERVAL_MS): after a quiet spell the next flush is at once, while trades
+keep coming they are gathered until the interval is over. Every message costs each subscriber a
+gRPC read (tens of microseconds in Python), which at one exchange frame per trade was most of the
+analytics services' CPU and, through it, the latency tail. Trades arrive as wire bytes (collector/trade_runs.py), so a batch
+is the StreamTradesResponse framing around the runs' bytes, made once; the same bytes go to every
+subscriber.
 
 Back-pressure: each subscriber has a bounded queue; when it is full the oldest batch is dropped
 and counted, so one slow consumer never slows the collector or the other consumers.
@@ -18,23 +23,17 @@ from collections.abc import AsyncIterator, Callable, Collection
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.instruments import InstrumentId
-from marketdata.core.wire import length_delimited, varint
-from marketdata.v1 import common_pb2
+from marketdata.core.wire import length_delimited
 
 log = logging.getLogger(__name__)
 
-# Wire form of StreamTradesResponse{batch: TradeBatch{instrument, trades}}, written by hand: each
-# trade is serialized by protobuf (C) and the framing around it is joined here, which costs a third
-# of building a TradeBatch (that deep-copies every trade into it) and serializing that. Fields go out
-# in field-number order, so the bytes are exactly what SerializeToString makes.
+# Wire form of StreamTradesResponse{batch: TradeBatch{instrument, trades}}, written by hand around
+# the run's bytes (already TradeBatch.trades fields). Fields go out in field-number order, so the
+# bytes are exactly what SerializeToString makes.
 _BATCH_KEY = 0x0A  # StreamTradesResponse.batch: field 1, length-delimited
 _INSTRUMENT_KEY = 0x0A  # TradeBatch.instrument: field 1, length-delimited
-_TRADE_KEY = 0x12  # TradeBatch.trades: field 2, length-delimited
-# Key and length prefix of a serialized trade of each size up to 2 KiB (larger ones are framed on
-# the slow path).
-_TRADE_PREFIXES = tuple(bytes((_TRADE_KEY,)) + varint(size) for size in range(2048))
-_serialize_trade = common_pb2.Trade.SerializeToString
 
 
 def instrument_field(instrument: InstrumentId) -> bytes:
@@ -42,15 +41,9 @@ def instrument_field(instrument: InstrumentId) -> bytes:
     return length_delimited(_INSTRUMENT_KEY, instrument.to_proto().SerializeToString())
 
 
-def stream_trades_response(header: bytes, trades: list[common_pb2.Trade]) -> bytes:
+def stream_trades_response(header: bytes, run: TradeRun) -> bytes:
     """A serialized StreamTradesResponse carrying one batch; `header` is instrument_field()."""
-    blobs = list(map(_serialize_trade, trades))
-    prefixes = _TRADE_PREFIXES
-    try:
-        body = header + b"".join([prefixes[len(blob)] + blob for blob in blobs])
-    except IndexError:  # a trade of 2 KiB or more
-        body = header + b"".join([length_delimited(_TRADE_KEY, blob) for blob in blobs])
-    return length_delimited(_BATCH_KEY, body)
+    return length_delimited(_BATCH_KEY, header + run.wire)
 
 
 class BusMetrics:
@@ -99,6 +92,12 @@ class Subscription:
         self._closed = True
         self._ready.set()
 
+    def drain(self) -> list[bytes]:
+        """The queued messages, taken without waiting (the bus's tests, and diagnostics)."""
+        messages = list(self._queue)
+        self._queue.clear()
+        return messages
+
     async def messages(self) -> AsyncIterator[bytes]:
         queue = self._queue
         while True:
@@ -111,55 +110,78 @@ class Subscription:
 
 
 class TradeBus:
-    def __init__(self, registry: CollectorRegistry, max_batch: int, subscriber_capacity: int) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        max_batch: int,
+        subscriber_capacity: int,
+        min_interval_s: float = 0.0,
+    ) -> None:
         self._max_batch = max_batch
+        self._min_interval_s = min_interval_s
+        self._last_flush = float("-inf")
         self._capacity = subscriber_capacity
         self.capacity = subscriber_capacity
-        self._pending: dict[InstrumentId, list[common_pb2.Trade]] = {}
+        # Per instrument: the runs published this turn and their trade count.
+        self._pending: dict[InstrumentId, list[TradeRun]] = {}
+        self._pending_count: dict[InstrumentId, int] = {}
         self._instrument_fields: dict[InstrumentId, bytes] = {}
         self._batch_sizes: dict[InstrumentId, Histogram] = {}
         self._subscribers: list[Subscription] = []
-        self._sinks: list[Callable[[InstrumentId, list[common_pb2.Trade]], None]] = []
+        self._sinks: list[Callable[[InstrumentId, TradeRun], None]] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics = BusMetrics(registry)
 
-    def publish(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:
+    def publish(self, instrument: InstrumentId, run: TradeRun) -> None:
         """Queue trades (already deduplicated and in order) for the next flush."""
         pending = self._pending.get(instrument)
         if pending is None:
-            self._pending[instrument] = pending = []
-        pending.extend(trades)
+            self._pending[instrument] = pending = [run]
+            count = self._pending_count[instrument] = len(run.ids)
+        else:
+            pending.append(run)
+            count = self._pending_count[instrument] = self._pending_count[instrument] + len(run.ids)
         size = self._max_batch
-        if len(pending) >= size:
+        if count >= size:
             # Full batches go at once (a reader hands over a whole turn's trades, a Bybit frame
             # carries up to 1024); the rest waits for the flush at the end of the turn.
-            full = len(pending) - len(pending) % size
-            for start in range(0, full, size):
-                self._send(instrument, pending[start : start + size])
-            del pending[:full]
-            if not pending:
-                del self._pending[instrument]
+            pieces = TradeRun.join(pending).split(size)
+            rest = pieces.pop() if len(pieces[-1].ids) < size else None
+            for piece in pieces:
+                self._send(instrument, piece)
+            if rest is None:
+                del self._pending[instrument], self._pending_count[instrument]
                 return
+            self._pending[instrument] = [rest]
+            self._pending_count[instrument] = len(rest.ids)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            if self._loop is None:
-                self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self.flush)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            wait = self._last_flush + self._min_interval_s - loop.time() if self._min_interval_s else 0.0
+            if wait > 0:
+                loop.call_later(wait, self.flush)
+            else:
+                loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_scheduled = False
+        if self._min_interval_s and self._loop is not None:
+            self._last_flush = self._loop.time()
         pending, self._pending = self._pending, {}
-        for instrument, trades in pending.items():
-            self._send(instrument, trades)
+        self._pending_count = {}
+        for instrument, runs in pending.items():
+            self._send(instrument, TradeRun.join(runs))
 
-    def _send(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:
+    def _send(self, instrument: InstrumentId, trades: TradeRun) -> None:
         batch_sizes = self._batch_sizes.get(instrument)
         if batch_sizes is None:
             batch_sizes = self._batch_sizes[instrument] = self.metrics.batch_trades.labels(
                 instrument.market.value
             )
-        batch_sizes.observe(len(trades))
+        batch_sizes.observe(len(trades.ids))
         for sink in self._sinks:
             sink(instrument, trades)
         if not self._subscribers:
@@ -174,7 +196,7 @@ class TradeBus:
         for subscription in targets:
             subscription.put(message)
 
-    def add_sink(self, sink: Callable[[InstrumentId, list[common_pb2.Trade]], None]) -> None:
+    def add_sink(self, sink: Callable[[InstrumentId, TradeRun], None]) -> None:
         """Also hand every flushed batch to `sink` (e.g. the storage writer), before serialization."""
         self._sinks.append(sink)
 

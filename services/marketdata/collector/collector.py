@@ -32,6 +32,7 @@ from marketdata.collector.sequencer import (
 )
 from marketdata.collector.stats import FeedStats, FeedStatsExporter
 from marketdata.collector.storage_writer import StorageWriter
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.config import Settings
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import common_pb2
@@ -48,7 +49,12 @@ class Collector:
     ) -> None:
         self.settings = settings
         self.instruments: tuple[InstrumentId, ...] = settings.instruments
-        self.bus = TradeBus(registry, settings.batch_max_trades, settings.subscriber_queue_batches)
+        self.bus = TradeBus(
+            registry,
+            settings.batch_max_trades,
+            settings.subscriber_queue_batches,
+            settings.stream_min_interval_ms / 1000,
+        )
         self.markets = [m for m in MarketKey if settings.instruments_of(m)]
         self.stats = {m: FeedStats(m) for m in self.markets}
         for instrument in self.instruments:
@@ -142,9 +148,9 @@ class Collector:
             self._sequencers[instrument] = self._sequencer(instrument, rest)
         return rest
 
-    def on_trades(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:
-        """Trades of one frame, in arrival order, to the instrument's sequencer (feeds call it)."""
-        self._sequencers[instrument].on_trades(trades)
+    def on_trades(self, instrument: InstrumentId, run: TradeRun) -> None:
+        """Trades of a reader's turn, in arrival order, to the instrument's sequencer (feeds call it)."""
+        self._sequencers[instrument].on_trades(run)
 
     async def _run(self, feeds: Sequence[Feed]) -> None:
         async with asyncio.TaskGroup() as group:

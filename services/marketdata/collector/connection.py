@@ -12,14 +12,15 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 
-from marketdata.collector.frames import Frame, FrameError, FrameKind, Trade
+from marketdata.collector.frames import Frame, FrameError, FrameKind
 from marketdata.collector.stats import FeedStats
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.instruments import InstrumentId
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,13 @@ class SubscriptionRejected(Exception):
 
 
 class FrameParser(Protocol):
+    # The C fast path for the usual trade frame, or None: (key, wire, ids, last_time_ms, last_offset)
+    # or None to decline; `fast_keys` maps the key (Binance symbol, Bybit topic) to the instrument.
+    @property
+    def fast(self) -> Callable[[str | bytes, int], tuple[str, bytes, list, int, int] | None] | None: ...  # type: ignore[type-arg]
+    @property
+    def fast_keys(self) -> Mapping[str, InstrumentId]: ...
+
     def parse(self, text: str | bytes, receive_ns: int) -> Frame: ...
 
 
@@ -47,7 +55,7 @@ class ConnectionPlan:
     parser: FrameParser
 
 
-TradesSink = Callable[[InstrumentId, list], None]  # type: ignore[type-arg]
+TradesSink = Callable[[InstrumentId, TradeRun], None]
 RawSink = Callable[[int, str], None]
 BookSink = Callable[[Frame], None]  # BOOK and BOOK_INVALID frames
 
@@ -77,7 +85,7 @@ class FeedConnection:
         self._session = session
         self._stats = stats
         self._on_trades = on_trades
-        self._pending: dict[InstrumentId, list[Trade]] = {}  # read, not yet handed to on_trades
+        self._pending: dict[InstrumentId, list[TradeRun]] = {}  # read, not yet handed to on_trades
         self._latencies: list[int] = []  # latency samples of the frames of those trades
         self._stale_timeout_s = stale_timeout_s
         self._raw_sink = raw_sink
@@ -166,7 +174,11 @@ class FeedConnection:
 
     async def _read_frames(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         stats = self._stats
-        parse = self.plan.parser.parse
+        parser = self.plan.parser
+        parse = parser.parse
+        # The parser's C fast path, called here directly: a trade frame it takes costs one call and
+        # one TradeRun, no Frame (the Binance stream is one frame per trade).
+        fast, fast_keys = parser.fast, parser.fast_keys
         raw_sink = self._raw_sink
         text_type = aiohttp.WSMsgType.TEXT
         trades_kind = FrameKind.TRADES
@@ -178,7 +190,7 @@ class FeedConnection:
         call_soon = asyncio.get_running_loop().call_soon
         deliver = self._deliver_pending
         last_instrument: InstrumentId | None = None
-        last_batch: list[Trade] = []
+        last_batch: list[TradeRun] = []
         # True once this connection is marked subscribed and has had data: the one-off steps of the
         # first trade frame are then skipped with one local test per frame.
         settled = False
@@ -188,68 +200,85 @@ class FeedConnection:
             message = await ws.receive()
             now_ns = time_ns()
             self._last_frame = monotonic()
-            if message.type is text_type:
-                text: str = message.data
-                stats.messages += 1
-                stats.bytes += len(text)
-                stats.last_frame_ns = now_ns
-                if raw_sink is not None:
-                    raw_sink(now_ns, text)
+            if message.type is not text_type:
+                if message.type is aiohttp.WSMsgType.PING:
+                    stats.last_frame_ns = now_ns
+                    await ws.pong(message.data)
+                elif not self._other_message(message, now_ns):
+                    return
+                continue
+            text: str = message.data
+            stats.messages += 1
+            stats.bytes += len(text)
+            stats.last_frame_ns = now_ns
+            if raw_sink is not None:
+                raw_sink(now_ns, text)
+            found = fast(text, now_ns) if fast is not None else None
+            if found is not None and settled and (instrument := fast_keys.get(found[0])) is not None:
+                _, wire, ids, last_time_ms, last_offset = found
+                trades = TradeRun(wire, ids, last_offset, last_time_ms)
+            else:
                 try:
                     frame = parse(text, now_ns)
                 except FrameError as exc:
                     self._parse_error(str(exc), text)
                     continue
-                if frame.kind is trades_kind:
-                    trades = frame.trades
-                    if not settled:
-                        settled = self._settle(bool(trades))
-                    if trades:
-                        # One latency sample per frame (its last trade), not per trade; into the
-                        # histogram with the trades, once per turn.
-                        add_latency(now_ns // 1_000_000 - trades[-1].exchange_time_ms)
-                        instrument = frame.instrument
-                        if pending and instrument is last_instrument:
-                            last_batch += trades  # a run of one instrument: no hashing
-                        else:
-                            batch = pending.get(instrument)  # type: ignore[arg-type]
-                            if batch is None:
-                                if not pending:
-                                    call_soon(deliver)
-                                batch = pending[instrument] = trades  # type: ignore[index]
-                            else:
-                                batch += trades
-                            # While `pending` is not empty, last_batch is pending[last_instrument].
-                            last_instrument, last_batch = instrument, batch
-                elif frame.kind is FrameKind.BOOK or frame.kind is FrameKind.BOOK_INVALID:
-                    if frame.kind is FrameKind.BOOK:
-                        if not self.subscribed.is_set():
-                            self._mark_subscribed()  # data proves the subscription, as for trades
-                        if not self.data_seen:
-                            self._first_data()
-                    if self._on_book is not None:
-                        self._on_book(frame)
-                elif frame.kind is not FrameKind.IGNORED:
-                    self._control(frame)
-            elif message.type is aiohttp.WSMsgType.PING:
-                stats.last_frame_ns = now_ns
-                await ws.pong(message.data)
-            elif message.type is aiohttp.WSMsgType.PONG:
-                stats.last_frame_ns = now_ns
-            elif message.type is aiohttp.WSMsgType.BINARY:
-                stats.messages += 1
-                self._parse_error("binary frame on a JSON stream", repr(message.data[:80]))
+                if frame.kind is not trades_kind:
+                    self._other_frame(frame)
+                    continue
+                trades = frame.trades
+                if not settled:
+                    settled = self._settle(bool(trades.ids))
+                if not trades.ids or frame.instrument is None:
+                    continue
+                instrument = frame.instrument
+            # One latency sample per frame (its last trade), not per trade; into the histogram with
+            # the trades, once per turn.
+            add_latency(now_ns // 1_000_000 - trades.last_time_ms)
+            if pending and instrument is last_instrument:
+                last_batch.append(trades)  # a run of one instrument: no hashing
             else:
-                code = ws.close_code
-                self.end_reason = self.end_reason or (
-                    f"closed by the exchange (code {code})"
-                    if code
-                    else f"connection lost ({message.type.name})"
-                )
-                return
+                batch = pending.get(instrument)
+                if batch is None:
+                    if not pending:
+                        call_soon(deliver)
+                    batch = pending[instrument] = [trades]
+                else:
+                    batch.append(trades)
+                # While `pending` is not empty, last_batch is pending[last_instrument].
+                last_instrument, last_batch = instrument, batch
+
+    def _other_frame(self, frame: Frame) -> None:
+        """A parsed frame that carries no trades: books, acknowledgements, pongs, notices."""
+        if frame.kind is FrameKind.BOOK or frame.kind is FrameKind.BOOK_INVALID:
+            if frame.kind is FrameKind.BOOK:
+                if not self.subscribed.is_set():
+                    self._mark_subscribed()  # data proves the subscription, as for trades
+                if not self.data_seen:
+                    self._first_data()
+            if self._on_book is not None:
+                self._on_book(frame)
+        elif frame.kind is not FrameKind.IGNORED:
+            self._control(frame)
+
+    def _other_message(self, message: aiohttp.WSMessage, now_ns: int) -> bool:
+        """A WebSocket message that is neither text nor a ping; False when it ends the connection."""
+        ws = self._ws
+        if message.type is aiohttp.WSMsgType.PONG:
+            self._stats.last_frame_ns = now_ns
+        elif message.type is aiohttp.WSMsgType.BINARY:
+            self._stats.messages += 1
+            self._parse_error("binary frame on a JSON stream", repr(message.data[:80]))
+        else:
+            code = ws.close_code if ws is not None else None
+            self.end_reason = self.end_reason or (
+                f"closed by the exchange (code {code})" if code else f"connection lost ({message.type.name})"
+            )
+            return False
+        return True
 
     def _deliver_pending(self) -> None:
-        """Hand the trades read since the last call to the sink, one list per instrument, and
+        """Hand the trades read since the last call to the sink, one run per instrument, and
         their frames' latency samples to the feed's histogram."""
         latencies = self._latencies
         if latencies:
@@ -259,8 +288,8 @@ class FeedConnection:
         if pending:
             batches = list(pending.items())
             pending.clear()
-            for instrument, trades in batches:
-                self._on_trades(instrument, trades)
+            for instrument, runs in batches:
+                self._on_trades(instrument, TradeRun.join(runs))
 
     def _settle(self, has_trades: bool) -> bool:
         """The one-off steps of a trade frame; True once none is left to do on this connection."""

@@ -9,6 +9,7 @@ from typing import Any, TypeGuard
 
 import orjson
 
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.instruments import InstrumentId
 from marketdata.v1 import common_pb2
 
@@ -64,7 +65,9 @@ class BookUpdate:
 class Frame:
     kind: FrameKind
     instrument: InstrumentId | None = None
-    trades: list[common_pb2.Trade] = field(default_factory=list)
+    # TRADES: the frame's trades as wire bytes with their ids (collector/trade_runs.py); a Sequence
+    # of protobuf Trades for code that wants the objects.
+    trades: TradeRun = field(default_factory=lambda: TradeRun(b"", [], 0))
     detail: str = ""
     book: BookUpdate | None = None
 

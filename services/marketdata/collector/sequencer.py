@@ -32,6 +32,7 @@ from typing import Protocol
 
 from marketdata.collector.rest import RestError
 from marketdata.collector.stats import FeedStats
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.config import Settings
 from marketdata.core.instruments import InstrumentId
 from marketdata.v1 import common_pb2
@@ -39,7 +40,7 @@ from marketdata.v1 import common_pb2
 log = logging.getLogger(__name__)
 
 Trade = common_pb2.Trade
-Publish = Callable[[InstrumentId, list[Trade]], None]
+Publish = Callable[[InstrumentId, TradeRun], None]
 FetchFromId = Callable[[int, int], Awaitable[list[tuple[int, Trade]]]]
 FetchRecent = Callable[[], Awaitable[list[Trade]]]
 
@@ -49,7 +50,7 @@ CATCH_UP_PAGE = 1000  # Binance's largest trades page
 
 
 class Sequencer(Protocol):
-    def on_trades(self, trades: list[Trade]) -> None: ...
+    def on_trades(self, run: TradeRun) -> None: ...
     def on_connected(self) -> None: ...
     def expect_restart_point(self) -> None: ...
     def resume_after(self, stored: list[Trade]) -> None: ...
@@ -76,11 +77,11 @@ class _Base:
         self._waiting = []
         self._connected_while_waiting = False
 
-    def _hold_while_waiting(self, trades: list[Trade]) -> bool:
+    def _hold_while_waiting(self, run: TradeRun) -> bool:
         waiting = self._waiting
         if waiting is None:
             return False
-        waiting.extend(trades)
+        waiting.extend(run.trades())
         if len(waiting) > self._settings.backfill_max_held_trades:
             self.resume_unknown("too many live trades held while waiting for storage's answer")
         return True
@@ -106,19 +107,24 @@ class _Base:
         self._feed.open_gap(gap)
         self._feed.close_gap(gap, repaired=False)
         if waiting:
-            self.on_trades(waiting)
+            self.on_trades(self._run(waiting))
 
-    def on_trades(self, trades: list[Trade]) -> None:
+    # Binance ids are ints (consecutive), Bybit's the exchange's text (subclasses say which).
+    INT_IDS = False
+
+    def _run(self, trades: list[Trade]) -> TradeRun:
+        return TradeRun.of(trades, int_ids=self.INT_IDS)
+
+    def on_trades(self, run: TradeRun) -> None:
         raise NotImplementedError
 
-    def _emit(self, trades: list[Trade]) -> None:
+    def _emit(self, run: TradeRun) -> None:
         stats = self._stats
-        last = trades[-1]
-        stats.trades += len(trades)
-        stats.last_trade_id = last.trade_id
-        stats.last_exchange_time_ms = last.exchange_time_ms
+        stats.trades += len(run.ids)
+        stats.last_trade_id = run.last_trade_id
+        stats.last_exchange_time_ms = run.last_time_ms
         stats.last_receive_ns = time.time_ns()
-        self._publish(self.instrument, trades)
+        self._publish(self.instrument, run)
 
     def _new_gap(self, kind: common_pb2.GapKind, detail: str) -> common_pb2.TradeGap:
         return common_pb2.TradeGap(
@@ -159,6 +165,8 @@ class _Base:
 class ConsecutiveIdSequencer(_Base):
     """Binance: consecutive integer ids."""
 
+    INT_IDS = True
+
     def __init__(
         self,
         instrument: InstrumentId,
@@ -186,7 +194,7 @@ class ConsecutiveIdSequencer(_Base):
             self._restart_pending = True
             self._restart_budget = self._settings.restart_backfill_max_trades
         if waiting:
-            self.on_trades(waiting)
+            self.on_trades(self._run(waiting))
         if connected and stored:  # else it was a first connect: nothing before it to catch up on
             self.on_connected()
 
@@ -241,7 +249,7 @@ class ConsecutiveIdSequencer(_Base):
                     self._accept(trade_id, trade, out)
             if out:
                 recovered += out
-                self._emit(out)
+                self._emit(self._run(out))
             if len(rows) < page or self._next == start:  # type: ignore[arg-type]
                 break
         if restart and (self._held or (budget is not None and len(recovered) >= budget)):
@@ -266,26 +274,30 @@ class ConsecutiveIdSequencer(_Base):
             self._feed.open_gap(gap)
             self._feed.close_gap(gap, repaired=True)
 
-    def on_trades(self, trades: list[Trade]) -> None:
-        if not trades or (self._waiting is not None and self._hold_while_waiting(trades)):
+    def on_trades(self, run: TradeRun) -> None:
+        ids: list[int] = run.ids  # type: ignore[assignment]
+        if not ids or (self._waiting is not None and self._hold_while_waiting(run)):
             return
         expected = self._next
-        if expected is not None and not self._held:
-            # The usual case, no gap open and every id the next one: delivered as they came.
-            for trade in trades:
-                if int(trade.trade_id) != expected:
-                    break
-                expected += 1
-            else:
-                self._next = expected
+        if not self._held:
+            # The usual case, no gap open and every id the next one: delivered as they came, the
+            # check done on the ids alone (one comparison with a range, in C).
+            first = ids[0] if expected is None else expected
+            count = len(ids)
+            if (
+                ids[0] == first
+                and ids[-1] == first + count - 1
+                and (count < 3 or ids == list(range(first, first + count)))
+            ):
+                self._next = first + count
                 self._restart_pending = False  # the stream follows on from stored history
-                self._emit(trades)
+                self._emit(run)
                 return
         out: list[Trade] = []
-        for trade in trades:
-            self._accept(int(trade.trade_id), trade, out)
+        for trade_id, trade in zip(ids, run.trades(), strict=True):
+            self._accept(trade_id, trade, out)
         if out:
-            self._emit(out)
+            self._emit(self._run(out))
 
     def _accept(self, trade_id: int, trade: Trade, out: list[Trade]) -> None:
         expected = self._next
@@ -378,7 +390,7 @@ class ConsecutiveIdSequencer(_Base):
                 backfilled = sum(1 for t in out if t.source == REST)
                 self._stats.backfilled += backfilled
                 gap.recovered_trades += backfilled
-                self._emit(out)
+                self._emit(self._run(out))
             if self._next == start:
                 failure = f"the exchange no longer serves trade id {start}"
                 break
@@ -386,7 +398,7 @@ class ConsecutiveIdSequencer(_Base):
             out = []
             self._skip_to_held_quietly(out)
             if out:
-                self._emit(out)
+                self._emit(self._run(out))
             self._feed.close_gap(gap, repaired=False, detail=failure or "backfill incomplete")
         else:
             self._feed.close_gap(gap, repaired=True)
@@ -417,7 +429,7 @@ class ConsecutiveIdSequencer(_Base):
         out: list[Trade] = []
         self._drain(out)
         if out:
-            self._emit(out)
+            self._emit(self._run(out))
         return False
 
     def _skip_to_held_quietly(self, out: list[Trade]) -> None:
@@ -441,8 +453,10 @@ class ReconnectWindowSequencer(_Base):
         super().__init__(instrument, feed, publish, settings)
         self._fetch = fetch_recent
         self._window_limit = window_limit
-        self._recent: list[str] = []  # delivered ids, oldest first (at most 2 x RECENT_IDS)
-        self._recent_set: set[str] = set()
+        # Delivered ids in two generations: the newest (up to RECENT_IDS) and the one before it, so at
+        # least RECENT_IDS are always remembered and forgetting is dropping a whole set.
+        self._recent: set[str] = set()
+        self._older: set[str] = set()
         self._held: list[Trade] = []
         self._last_time_ms: int | None = None
         self._repairing = False
@@ -457,52 +471,65 @@ class ReconnectWindowSequencer(_Base):
         waiting, connected = self._stop_waiting()
         if stored:
             self._last_time_ms = max(t.exchange_time_ms for t in stored)
-            ids = [t.trade_id for t in stored]
-            self._recent.extend(ids)
-            self._recent_set.update(ids)
+            self._remember([t.trade_id for t in stored])
             self._restart_pending = True
         if connected and self._last_time_ms is not None:
             self._held = waiting
             self._start_repair()
         elif waiting:
-            self._deliver(waiting)
+            self._deliver(self._run(waiting))
 
-    def on_trades(self, trades: list[Trade]) -> None:
-        if self._waiting is not None and self._hold_while_waiting(trades):
+    def on_trades(self, run: TradeRun) -> None:
+        if self._waiting is not None and self._hold_while_waiting(run):
             return
         if self._repairing:
-            self._held.extend(trades)
+            self._held.extend(run.trades())
             if len(self._held) > self._settings.backfill_max_held_trades and self._task is not None:
                 self._overflowed = True
                 self._task.cancel()
             return
-        self._deliver(trades)
+        self._deliver(run)
 
-    def _deliver(self, trades: list[Trade]) -> None:
+    def _seen(self, trade_id: str) -> bool:
+        return trade_id in self._recent or trade_id in self._older
+
+    def _remember(self, ids: list[str]) -> None:
+        self._recent.update(ids)
+        if len(self._recent) >= RECENT_IDS:
+            self._older, self._recent = self._recent, set()
+
+    def _deliver(self, run: TradeRun) -> None:
         # Duplicates are found in a bounded memory of the last RECENT_IDS or more delivered ids.
-        recent, recent_set = self._recent, self._recent_set
-        ids = [trade.trade_id for trade in trades]
-        if recent_set.isdisjoint(ids) and len(set(ids)) == len(ids):
-            # The usual case, no id seen before nor twice in the list: whole-list operations only.
-            out = trades
-            recent_set.update(ids)
-            recent.extend(ids)
+        ids: list[str] = run.ids  # type: ignore[assignment]
+        if not ids:
+            return
+        recent = self._recent
+        out = run
+        if recent.isdisjoint(ids) and self._older.isdisjoint(ids):
+            # The usual case, no id seen before nor twice in the run: whole-set operations only (a
+            # repeat within the run shows as the set growing by less than the run).
+            before = len(recent)
+            recent.update(ids)
+            if len(recent) - before != len(ids):
+                recent.difference_update(ids)  # none of them was there before
+                out = self._without_seen(run)
+            elif len(recent) >= RECENT_IDS:
+                self._older, self._recent = recent, set()
         else:
-            out = []
-            for trade_id, trade in zip(ids, trades, strict=True):
-                if trade_id not in recent_set:
-                    recent_set.add(trade_id)
-                    recent.append(trade_id)
-                    out.append(trade)
-        if len(recent) >= 2 * RECENT_IDS:
-            # Forget the oldest half in one go: at least RECENT_IDS ids are always remembered.
-            forgotten = recent[:RECENT_IDS]
-            del recent[:RECENT_IDS]
-            recent_set.difference_update(forgotten)
-        self._stats.duplicates += len(trades) - len(out)
-        if out:
-            self._last_time_ms = out[-1].exchange_time_ms
+            out = self._without_seen(run)
+        self._stats.duplicates += len(ids) - len(out.ids)
+        if out.ids:
+            self._last_time_ms = out.last_time_ms
             self._emit(out)
+
+    def _without_seen(self, run: TradeRun) -> TradeRun:
+        """The run without the trades whose id was delivered before or earlier in the run."""
+        kept: list[Trade] = []
+        for trade_id, trade in zip(run.ids, run.trades(), strict=True):
+            if not self._seen(trade_id):  # type: ignore[arg-type]
+                self._remember([trade_id])  # type: ignore[list-item]
+                kept.append(trade)
+        return self._run(kept)
 
     def on_connected(self) -> None:
         if self._waiting is not None:
@@ -538,7 +565,7 @@ class ReconnectWindowSequencer(_Base):
             return
         finally:
             self._task = None
-        missed = [t for t in rows if t.exchange_time_ms >= since and t.trade_id not in self._recent_set]
+        missed = [t for t in rows if t.exchange_time_ms >= since and not self._seen(t.trade_id)]
         # The endpoint returns only the newest `limit` trades: if it returned a full page whose
         # oldest trade is after our last one, trades between them may be lost for good.
         covered = len(rows) < self._window_limit or (bool(rows) and rows[0].exchange_time_ms <= since)
@@ -572,4 +599,4 @@ class ReconnectWindowSequencer(_Base):
         self._repairing = False
         self._overflowed = False
         self._stats.repairing = False
-        self._deliver(backfilled + held)
+        self._deliver(self._run(backfilled + held))

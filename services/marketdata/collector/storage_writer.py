@@ -1,8 +1,8 @@
 """The collector's side of storage: every trade batch goes to StorageService.WriteTrades, and stays in
 memory until storage acknowledges it (after its durable commit).
 
-- The bus hands each flushed batch to `on_trades` (before it serializes for subscribers); the batch is
-  serialized once, kept under a batch id, and sent on a long-lived WriteTrades stream.
+- The bus hands each flushed batch to `on_trades` as wire bytes (collector/trade_runs.py); behind the
+  instrument's header they are kept under a batch id and sent on a long-lived WriteTrades stream.
 - Unacknowledged batches are bounded (MARKETDATA_STORAGE_UNACKED_MAX_TRADES): past it the oldest are
   shed, counted (`marketdata_collector_storage_shed_batches_total`) and logged (first time, then at
   most every 10 s with the running count).
@@ -29,6 +29,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.config import Settings
 from marketdata.core.grpc_client import create_channel
 from marketdata.core.instrument_meta import fetch_tick_sizes
@@ -548,17 +549,16 @@ class StorageWriter:
 
     # --- sinks -------------------------------------------------------------------------------------
 
-    def on_trades(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:
-        """The bus sink: keep and send one flushed batch (called before the bus serializes it)."""
-        if self.trades is None or not trades:
+    def on_trades(self, instrument: InstrumentId, run: TradeRun) -> None:
+        """The bus sink: keep and send one flushed batch (its trades are already wire bytes)."""
+        if self.trades is None or not run.ids:
             return
         header = self._instrument_bytes.get(instrument)
         if header is None:
             header = self._instrument_bytes[instrument] = length_delimited(
                 0x0A, instrument.to_proto().SerializeToString()
             )
-        body = header + b"".join([length_delimited(0x12, t.SerializeToString()) for t in trades])
-        self.trades.add(body, len(trades), instrument, len(header))
+        self.trades.add(header + run.wire, len(run.ids), instrument, len(header))
 
     def write_book_snapshots(self, snapshots: list[order_book_pb2.OrderBookSnapshot]) -> None:
         """Keep and send order-book snapshots (of any instruments) as one batch."""

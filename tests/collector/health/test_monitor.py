@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from marketdata.collector.health.breaker import Breakers
 from marketdata.collector.health.monitor import HealthExporter, HealthMonitor
 from marketdata.collector.stats import FeedStats
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.config import load_settings
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import collector_service_pb2 as collector_pb2
@@ -45,8 +46,8 @@ def run(
         m.tick(now=t0 + n, now_ns=now_ns)
 
 
-def trade(price: str) -> list[common_pb2.Trade]:
-    return [common_pb2.Trade(trade_id="1", price=price, exchange_time_ms=1_000)]
+def trade(price: str) -> TradeRun:
+    return TradeRun.of([common_pb2.Trade(trade_id="1", price=price, exchange_time_ms=1_000)], int_ids=True)
 
 
 def test_a_feed_lagging_by_seconds_loses_points_with_the_reason() -> None:

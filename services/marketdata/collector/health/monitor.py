@@ -22,6 +22,7 @@ from marketdata.collector.health.failover import Composite, composites_of
 from marketdata.collector.health.latency import BOUNDS_MS, quantile_ms
 from marketdata.collector.health.score import HealthInputs, Score, score
 from marketdata.collector.stats import FeedStats
+from marketdata.collector.trade_runs import TradeRun
 from marketdata.core.config import Settings
 from marketdata.core.instruments import InstrumentId, MarketKey
 from marketdata.v1 import collector_service_pb2 as collector_pb2
@@ -101,7 +102,8 @@ class HealthMonitor:
         self.books = books
         self.breakers = breakers
         self.feeds = {m: FeedHealthState(m) for m in stats}
-        self.last_trade: dict[InstrumentId, common_pb2.Trade] = {}
+        # The last delivered run of each instrument; its last trade is parsed when a tick needs it.
+        self._last_runs: dict[InstrumentId, TradeRun] = {}
         self.composites: dict[str, Composite] = composites_of(instruments)
         by_symbol: dict[str, list[InstrumentId]] = {}
         for i in instruments:
@@ -116,9 +118,13 @@ class HealthMonitor:
         self._task: asyncio.Task[None] | None = None
 
     # -- inputs --------------------------------------------------------------------------------
-    def on_trades(self, instrument: InstrumentId, trades: list[common_pb2.Trade]) -> None:
-        """Bus sink: remember the last trade of each instrument (one dict store per batch)."""
-        self.last_trade[instrument] = trades[-1]
+    def on_trades(self, instrument: InstrumentId, run: TradeRun) -> None:
+        """Bus sink: remember the last run of each instrument (one dict store per batch)."""
+        self._last_runs[instrument] = run
+
+    def last_trade(self, instrument: InstrumentId) -> common_pb2.Trade | None:
+        run = self._last_runs.get(instrument)
+        return run.last() if run is not None and run.ids else None
 
     def _book_resyncs(self, market: MarketKey) -> int:
         if self.books is None:
@@ -276,7 +282,7 @@ class HealthMonitor:
         window = self.settings.divergence_window_s
         threshold = self.settings.divergence_threshold_bps
         for pair in self.pairs:
-            a, b = self.last_trade.get(pair.instrument), self.last_trade.get(pair.reference)
+            a, b = self.last_trade(pair.instrument), self.last_trade(pair.reference)
             trade = bps(float(a.price), float(b.price)) if a is not None and b is not None else -1.0
             mid = bps(self._mid(pair.instrument), self._mid(pair.reference))
             if a is not None and b is not None:
