@@ -20,7 +20,7 @@ import aiohttp
 
 from marketdata.collector.frames import Frame, FrameError, FrameKind
 from marketdata.collector.stats import FeedStats
-from marketdata.collector.trade_runs import TradeRun
+from marketdata.collector.trade_runs import FastPart, RunPart, TradeRun
 from marketdata.core.instruments import InstrumentId
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class FrameParser(Protocol):
     # The C fast path for the usual trade frame, or None: (key, wire, ids, last_time_ms, last_offset)
     # or None to decline; `fast_keys` maps the key (Binance symbol, Bybit topic) to the instrument.
     @property
-    def fast(self) -> Callable[[str | bytes, int], tuple[str, bytes, list, int, int] | None] | None: ...  # type: ignore[type-arg]
+    def fast(self) -> Callable[[str | bytes, int], FastPart | None] | None: ...
     @property
     def fast_keys(self) -> Mapping[str, InstrumentId]: ...
 
@@ -85,7 +85,9 @@ class FeedConnection:
         self._session = session
         self._stats = stats
         self._on_trades = on_trades
-        self._pending: dict[InstrumentId, list[TradeRun]] = {}  # read, not yet handed to on_trades
+        # Read, not yet handed to on_trades: per instrument, each frame's (key, wire, ids, last time,
+        # last offset), as the fast path gives them (TradeRun.join_parts makes the run).
+        self._pending: dict[InstrumentId, list[RunPart]] = {}
         self._latencies: list[int] = []  # latency samples of the frames of those trades
         self._stale_timeout_s = stale_timeout_s
         self._raw_sink = raw_sink
@@ -177,7 +179,8 @@ class FeedConnection:
         parser = self.plan.parser
         parse = parser.parse
         # The parser's C fast path, called here directly: a trade frame it takes costs one call and
-        # one TradeRun, no Frame (the Binance stream is one frame per trade).
+        # its tuple is kept as it is until the turn's run is made, no Frame, no TradeRun per frame
+        # (the Binance stream is one frame per trade).
         fast, fast_keys = parser.fast, parser.fast_keys
         raw_sink = self._raw_sink
         text_type = aiohttp.WSMsgType.TEXT
@@ -190,7 +193,7 @@ class FeedConnection:
         call_soon = asyncio.get_running_loop().call_soon
         deliver = self._deliver_pending
         last_instrument: InstrumentId | None = None
-        last_batch: list[TradeRun] = []
+        last_batch: list[RunPart] = []
         # True once this connection is marked subscribed and has had data: the one-off steps of the
         # first trade frame are then skipped with one local test per frame.
         settled = False
@@ -215,8 +218,7 @@ class FeedConnection:
                 raw_sink(now_ns, text)
             found = fast(text, now_ns) if fast is not None else None
             if found is not None and settled and (instrument := fast_keys.get(found[0])) is not None:
-                _, wire, ids, last_time_ms, last_offset = found
-                trades = TradeRun(wire, ids, last_offset, last_time_ms)
+                part: RunPart = found
             else:
                 try:
                     frame = parse(text, now_ns)
@@ -232,19 +234,20 @@ class FeedConnection:
                 if not trades.ids or frame.instrument is None:
                     continue
                 instrument = frame.instrument
+                part = trades.part()
             # One latency sample per frame (its last trade), not per trade; into the histogram with
             # the trades, once per turn.
-            add_latency(now_ns // 1_000_000 - trades.last_time_ms)
+            add_latency(now_ns // 1_000_000 - part[3])
             if pending and instrument is last_instrument:
-                last_batch.append(trades)  # a run of one instrument: no hashing
+                last_batch.append(part)  # a run of one instrument: no hashing
             else:
                 batch = pending.get(instrument)
                 if batch is None:
                     if not pending:
                         call_soon(deliver)
-                    batch = pending[instrument] = [trades]
+                    batch = pending[instrument] = [part]
                 else:
-                    batch.append(trades)
+                    batch.append(part)
                 # While `pending` is not empty, last_batch is pending[last_instrument].
                 last_instrument, last_batch = instrument, batch
 
@@ -288,8 +291,8 @@ class FeedConnection:
         if pending:
             batches = list(pending.items())
             pending.clear()
-            for instrument, runs in batches:
-                self._on_trades(instrument, TradeRun.join(runs))
+            for instrument, parts in batches:
+                self._on_trades(instrument, TradeRun.join_parts(parts))
 
     def _settle(self, has_trades: bool) -> bool:
         """The one-off steps of a trade frame; True once none is left to do on this connection."""

@@ -21,10 +21,14 @@ from typing import overload
 from marketdata.core.wire import length_delimited
 from marketdata.v1 import common_pb2
 
-__all__ = ["TRADE_KEY", "TradeRun", "fastframes", "wire_offset"]
+__all__ = ["TRADE_KEY", "FastPart", "RunPart", "TradeRun", "fastframes", "wire_offset"]
 
 Trade = common_pb2.Trade
 TRADE_KEY = 0x12  # TradeBatch.trades: field 2, length-delimited
+# A frame's trades as the C fast path returns them: (key, wire, ids, last_time_ms, last_offset), the
+# key being the Binance symbol or the Bybit topic. Readers keep these until the turn's run is made.
+RunPart = tuple[str | None, bytes, list[int] | list[str], int, int]
+FastPart = tuple[str, bytes, list[int] | list[str], int, int]  # as the C functions return it
 
 try:  # the C extension (setup.py); without a compiler the parsers' Python code and the forms below do
     from marketdata.collector import _fastframes as fastframes
@@ -102,6 +106,25 @@ class TradeRun(Sequence[Trade]):
         last = runs[-1]
         ids += last.ids
         return cls(b"".join([r.wire for r in runs]), ids, before_last + last.last_offset, last._last_time_ms)
+
+    @classmethod
+    def join_parts(cls, parts: Sequence[RunPart]) -> TradeRun:
+        """One run of a reader's turn: the frames' parts, in order."""
+        if len(parts) == 1:
+            _, wire, ids, last_time_ms, last_offset = parts[0]
+            return cls(wire, ids, last_offset, last_time_ms)
+        all_ids: list = []  # type: ignore[type-arg]
+        before_last = 0
+        for part in parts:
+            all_ids += part[2]
+        wires = [part[1] for part in parts]
+        before_last = sum(map(len, wires)) - len(wires[-1])
+        last = parts[-1]
+        return cls(b"".join(wires), all_ids, before_last + last[4], last[3])
+
+    def part(self) -> RunPart:
+        """This run as a reader's part (the Python parser's frames join the fast path's)."""
+        return (None, self.wire, self.ids, self.last_time_ms, self.last_offset)
 
     @property
     def last_trade_id(self) -> str:
