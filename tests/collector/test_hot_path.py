@@ -318,3 +318,27 @@ def test_bus_gathers_a_busy_feed_and_sends_a_quiet_one_at_once() -> None:
 
 def _ids(message: bytes) -> list[str]:
     return [t.trade_id for t in collector_pb2.StreamTradesResponse.FromString(message).batch.trades]
+
+
+def test_a_subscriber_behind_gets_its_backlog_as_one_message_per_instrument() -> None:
+    """Batches that queued while a StreamTrades subscriber was not reading reach it as one message
+    per instrument, each holding that instrument's trades in order (and nothing is lost)."""
+    spot, futures = (InstrumentId(m, "BTCUSDT") for m in (MarketKey.BINANCE_SPOT, MarketKey.BINANCE_FUTURES))
+
+    async def publish() -> list[tuple[str, list[str]]]:
+        bus = TradeBus(CollectorRegistry(), max_batch=1000, subscriber_capacity=100)
+        subscription = bus.subscribe(None)
+        for n in range(1, 9):  # eight turns alternating instruments, nobody reading
+            bus.publish(spot if n % 2 else futures, TradeRun.of([Trade(trade_id=str(n))], int_ids=True))
+            await asyncio.sleep(0)
+        subscription.close()
+        out = []
+        async for message in subscription.messages():
+            batch = collector_pb2.StreamTradesResponse.FromString(message).batch
+            out.append((InstrumentId.from_proto(batch.instrument).key, [t.trade_id for t in batch.trades]))
+        return out
+
+    assert asyncio.run(publish()) == [
+        (spot.key, ["1", "3", "5", "7"]),
+        (futures.key, ["2", "4", "6", "8"]),
+    ]

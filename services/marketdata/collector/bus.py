@@ -11,7 +11,10 @@ is the StreamTradesResponse framing around the runs' bytes, made once; the same 
 subscriber.
 
 Back-pressure: each subscriber has a bounded queue; when it is full the oldest batch is dropped
-and counted, so one slow consumer never slows the collector or the other consumers.
+and counted, so one slow consumer never slows the collector or the other consumers. A subscriber
+that is behind gets what queued up meanwhile as one message per instrument (its batches joined, in
+order, up to `max_batch` trades a message): a gRPC write per batch would otherwise keep it behind, since the readers of a busy collector
+add several batches per event-loop turn while a stream writes one message per turn.
 """
 
 from __future__ import annotations
@@ -68,9 +71,17 @@ class BusMetrics:
 class Subscription:
     """One consumer's bounded queue of serialized StreamTradesResponse messages."""
 
-    def __init__(self, instruments: Collection[InstrumentId] | None, capacity: int, metrics: BusMetrics):
+    def __init__(
+        self,
+        instruments: Collection[InstrumentId] | None,
+        capacity: int,
+        metrics: BusMetrics,
+        max_trades: int = 1000,
+    ):
         self.instruments = frozenset(instruments) if instruments else None
-        self._queue: deque[bytes] = deque()
+        # (instrument, trades, message); queued batches are joined up to max_trades a message
+        self._queue: deque[tuple[InstrumentId, int, bytes]] = deque()
+        self._max_trades = max_trades
         self._capacity = capacity
         self._ready = asyncio.Event()
         self._closed = False
@@ -80,12 +91,12 @@ class Subscription:
     def wants(self, instrument: InstrumentId) -> bool:
         return self.instruments is None or instrument in self.instruments
 
-    def put(self, message: bytes) -> None:
+    def put(self, instrument: InstrumentId, trades: int, message: bytes) -> None:
         if len(self._queue) >= self._capacity:
             self._queue.popleft()
             self.dropped += 1
             self._metrics.dropped_batches.inc()
-        self._queue.append(message)
+        self._queue.append((instrument, trades, message))
         self._ready.set()
 
     def close(self) -> None:
@@ -93,20 +104,43 @@ class Subscription:
         self._ready.set()
 
     def drain(self) -> list[bytes]:
-        """The queued messages, taken without waiting (the bus's tests, and diagnostics)."""
-        messages = list(self._queue)
+        """The queued messages one by one, taken without waiting (tests, diagnostics)."""
+        messages = [message for _, _, message in self._queue]
         self._queue.clear()
         return messages
 
     async def messages(self) -> AsyncIterator[bytes]:
         queue = self._queue
         while True:
-            while queue:
-                yield queue.popleft()
-            if self._closed:
+            if len(queue) == 1:
+                yield queue.popleft()[2]
+            elif queue:
+                backlog = list(queue)
+                queue.clear()
+                for message in joined_per_instrument(backlog, self._max_trades):
+                    yield message
+            elif self._closed:
                 return
-            self._ready.clear()
-            await self._ready.wait()
+            else:
+                self._ready.clear()
+                await self._ready.wait()
+
+
+def joined_per_instrument(backlog: list[tuple[InstrumentId, int, bytes]], max_trades: int) -> list[bytes]:
+    """The queued messages as one per instrument (or more, of up to `max_trades` trades each), in
+    each instrument's order. Serialized messages concatenate as a merge (protobuf's rule for an
+    embedded message field that appears more than once): StreamTradesResponse.batch fields of one
+    instrument become one batch holding their trades in order, and a failover notice stays."""
+    groups: dict[InstrumentId, list[tuple[int, list[bytes]]]] = {}
+    for instrument, trades, message in backlog:
+        chunks = groups.setdefault(instrument, [])
+        if chunks and chunks[-1][0] + trades <= max_trades:
+            count, parts = chunks[-1]
+            parts.append(message)
+            chunks[-1] = (count + trades, parts)
+        else:
+            chunks.append((trades, [message]))
+    return [b"".join(parts) for chunks in groups.values() for _, parts in chunks]
 
 
 class TradeBus:
@@ -117,7 +151,7 @@ class TradeBus:
         subscriber_capacity: int,
         min_interval_s: float = 0.0,
     ) -> None:
-        self._max_batch = max_batch
+        self.max_batch = max_batch
         self._min_interval_s = min_interval_s
         self._last_flush = float("-inf")
         self._capacity = subscriber_capacity
@@ -142,7 +176,7 @@ class TradeBus:
         else:
             pending.append(run)
             count = self._pending_count[instrument] = self._pending_count[instrument] + len(run.ids)
-        size = self._max_batch
+        size = self.max_batch
         if count >= size:
             # Full batches go at once (a reader hands over a whole turn's trades, a Bybit frame
             # carries up to 1024); the rest waits for the flush at the end of the turn.
@@ -193,8 +227,9 @@ class TradeBus:
         if header is None:
             header = self._instrument_fields[instrument] = instrument_field(instrument)
         message = stream_trades_response(header, trades)
+        count = len(trades.ids)
         for subscription in targets:
-            subscription.put(message)
+            subscription.put(instrument, count, message)
 
     def add_sink(self, sink: Callable[[InstrumentId, TradeRun], None]) -> None:
         """Also hand every flushed batch to `sink` (e.g. the storage writer), before serialization."""
@@ -205,7 +240,7 @@ class TradeBus:
     ) -> Subscription:
         """Subscribe to `instruments` (None: all), or attach a ready-made subscription."""
         if subscription is None:
-            subscription = Subscription(instruments, self._capacity, self.metrics)
+            subscription = Subscription(instruments, self._capacity, self.metrics, self.max_batch)
         self._subscribers.append(subscription)
         self.metrics.subscribers.set(len(self._subscribers))
         return subscription

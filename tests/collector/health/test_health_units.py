@@ -157,16 +157,14 @@ def test_composite_subscription_follows_the_selected_feed_and_carries_switches()
             batch=common_pb2.TradeBatch(instrument=i.to_proto(), trades=[common_pb2.Trade(trade_id="1")])
         ).SerializeToString()
 
-    got = []
     for i in (BS, YS, BS):
         if sub.wants(i):
-            sub.put(batch(i))
+            sub.put(i, 1, batch(i))
     c.update({BS.market: 10, YS.market: 100}, {}, 15, 0, now=1)
     for i in (BS, YS):
         if sub.wants(i):
-            sub.put(batch(i))
-    while sub._queue:
-        got.append(collector_pb2.StreamTradesResponse.FromString(sub._queue.popleft()))
+            sub.put(i, 1, batch(i))
+    got = [collector_pb2.StreamTradesResponse.FromString(m) for m in sub.drain()]
     assert [InstrumentId.from_proto(r.batch.instrument).market for r in got] == [
         MarketKey.BINANCE_SPOT,
         MarketKey.BINANCE_SPOT,
