@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from operator import attrgetter
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -39,10 +41,36 @@ LIVE_MINUTES = 2
 MAX_RUN_QUERIES = 4  # StorageSource.bars: hours without a 1h bar read one query per run up to this
 RES_1M = storage_pb2.FOOTPRINT_RESOLUTION_1M
 RES_1H = storage_pb2.FOOTPRINT_RESOLUTION_1H
+# a stored row as (price, buy, sell) text, in one C call per row (30 days of 1h bars hold ~95k rows)
+_ROW_TEXTS = attrgetter("price", "buy_volume", "sell_volume")
+
+
+class Timed(Protocol):
+    @property
+    def start_ms(self) -> int: ...
+
+
+BarT = TypeVar("BarT", bound=Timed)
+# what a reader makes of one stored bar and its length in ms (StorageSource.read)
+Convert = Callable[[storage_pb2.FootprintBar, int], BarT]
+
+
+def _start(bar: Timed) -> int:
+    return bar.start_ms
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def traded_minutes(start_ms: int, length_ms: int, first_trade_ms: int, last_trade_ms: int) -> range:
+    """Starts of the minutes holding trades of a bar. A 1h bar does not say which of its minutes traded:
+    the minutes from its first trade's to its last trade's (exact for an instrument that trades every
+    minute, an upper bound otherwise)."""
+    if length_ms <= MINUTE_MS or not first_trade_ms:
+        return range(start_ms, start_ms + 1)
+    first = first_trade_ms - first_trade_ms % MINUTE_MS
+    return range(first, last_trade_ms - last_trade_ms % MINUTE_MS + 1, MINUTE_MS)
 
 
 @dataclass
@@ -74,18 +102,37 @@ class MinuteBar:
     max_delta: str = ""
     min_delta: str = ""
 
+    @classmethod
+    def stored(cls, instrument: InstrumentId, bar: storage_pb2.FootprintBar, length_ms: int) -> MinuteBar:
+        """One of storage's footprint bars (QueryFootprints), `length_ms` long."""
+        return cls(
+            instrument,
+            bar.start_time_ms,
+            length_ms,
+            bar.row_size,
+            list(map(_ROW_TEXTS, bar.rows)),
+            trade_count=bar.trades,
+            buy_volume=bar.buy_volume,
+            sell_volume=bar.sell_volume,
+            first_trade_time_ms=bar.first_trade_time_ms,
+            last_trade_time_ms=bar.last_trade_time_ms,
+            open=bar.open,
+            high=bar.high,
+            low=bar.low,
+            close=bar.close,
+            max_delta=bar.max_delta,
+            min_delta=bar.min_delta,
+        )
+
     def minutes(self) -> list[int]:
-        """Starts of the minutes holding trades. A 1h bar does not say which of its minutes traded: the
-        minutes from its first trade's to its last trade's (exact for an instrument that trades every
-        minute, an upper bound otherwise)."""
+        """Starts of the minutes holding trades (see traded_minutes)."""
         return list(self.minute_range())
 
     def minute_range(self) -> range:
         """minutes() as a range (what a cached 1h bar keeps: no list of 60 integers)."""
-        if self.length_ms <= MINUTE_MS or not self.first_trade_time_ms:
-            return range(self.start_ms, self.start_ms + 1)
-        first = self.first_trade_time_ms - self.first_trade_time_ms % MINUTE_MS
-        return range(first, self.last_trade_time_ms - self.last_trade_time_ms % MINUTE_MS + 1, MINUTE_MS)
+        return traded_minutes(
+            self.start_ms, self.length_ms, self.first_trade_time_ms, self.last_trade_time_ms
+        )
 
     def add_to(self, histogram: Histogram, unit: VolumeUnit) -> None:
         if self.rows:
@@ -114,12 +161,30 @@ class StorageSource:
         """The footprint of [start, end) as bars, oldest first: one 1h bar per whole hour inside the
         range that ended by `closed_before` (default: LIVE_MINUTES before now), 1m bars elsewhere.
         An hour without a 1h bar is read from its 1m bars (a store still being migrated)."""
+        return await self.read(instrument, start, end, partial(MinuteBar.stored, instrument), closed_before)
+
+    async def minute_bars(self, instrument: InstrumentId, start: int, end: int) -> list[MinuteBar]:
+        """1m bars of [start, end), for readers that need minute resolution (order flow below 1h);
+        hours whose 1m bars retention removed come as their 1h bar."""
+        return await self.read_minutes(instrument, start, end, partial(MinuteBar.stored, instrument))
+
+    async def read(
+        self,
+        instrument: InstrumentId,
+        start: int,
+        end: int,
+        convert: Convert[BarT],
+        closed_before: int | None = None,
+    ) -> list[BarT]:
+        """bars(), each stored bar handed to convert(bar, length_ms) as its response arrives: a reader
+        that turns bars into its own form (order flow's exact minutes) does so while their text is
+        fresh, and keeps nothing else of them."""
         horizon = (now_ms() - LIVE_MINUTES * MINUTE_MS) if closed_before is None else closed_before
         first_hour = start + (-start) % HOUR_MS
         last_hour = min(end - end % HOUR_MS, horizon - horizon % HOUR_MS)
         if last_hour <= first_hour:
-            return await self._query(instrument, start, end, RES_1M, MINUTE_MS)
-        hourly = await self._query(instrument, first_hour, last_hour, RES_1H, HOUR_MS)
+            return await self._query(instrument, start, end, RES_1M, convert)
+        hourly = await self._query(instrument, first_hour, last_hour, RES_1H, convert)
         held = {b.start_ms for b in hourly}
         runs: list[tuple[int, int]] = []  # runs of hours without a 1h bar (no trades, or not migrated)
         run_start: int | None = None
@@ -132,28 +197,44 @@ class StorageSource:
         out = hourly
         for a, b in [(start, first_hour), (last_hour, end), *runs[:MAX_RUN_QUERIES]]:
             if b > a:
-                out += await self._query(instrument, a, b, RES_1M, MINUTE_MS)
+                out += await self._query(instrument, a, b, RES_1M, convert)
         if len(runs) > MAX_RUN_QUERIES:  # a sparse instrument: one query for the rest, minus held hours
-            rest = await self._query(instrument, runs[MAX_RUN_QUERIES][0], runs[-1][1], RES_1M, MINUTE_MS)
-            out += [b for b in rest if b.start_ms - b.start_ms % HOUR_MS not in held]
-        return sorted(out, key=lambda bar: bar.start_ms)
 
-    async def minute_bars(self, instrument: InstrumentId, start: int, end: int) -> list[MinuteBar]:
-        """1m bars of [start, end), for readers that need minute resolution (order flow below 1h);
-        hours whose 1m bars retention removed come as their 1h bar."""
-        minute = await self._query(instrument, start, end, RES_1M, MINUTE_MS)
+            def not_held(bar_start: int) -> bool:
+                return bar_start - bar_start % HOUR_MS not in held
+
+            a, b = runs[MAX_RUN_QUERIES][0], runs[-1][1]
+            out += await self._query(instrument, a, b, RES_1M, convert, not_held)
+        return sorted(out, key=_start)
+
+    async def read_minutes(
+        self, instrument: InstrumentId, start: int, end: int, convert: Convert[BarT]
+    ) -> list[BarT]:
+        """minute_bars(), each stored bar handed to convert(bar, length_ms) as in read()."""
+        minute = await self._query(instrument, start, end, RES_1M, convert)
         first_hour, last_hour = start + (-start) % HOUR_MS, end - end % HOUR_MS
         if last_hour <= first_hour:
             return minute
         with_minutes = {b.start_ms - b.start_ms % HOUR_MS for b in minute}
-        hourly = await self._query(instrument, first_hour, last_hour, RES_1H, HOUR_MS)
-        rolled_up = [b for b in hourly if b.start_ms not in with_minutes]
-        return sorted(minute + rolled_up, key=lambda bar: bar.start_ms)
+
+        def rolled_up(bar_start: int) -> bool:
+            return bar_start not in with_minutes
+
+        hourly = await self._query(instrument, first_hour, last_hour, RES_1H, convert, rolled_up)
+        return sorted(minute + hourly, key=_start)
 
     async def _query(
-        self, instrument: InstrumentId, start: int, end: int, resolution: int, length: int
-    ) -> list[MinuteBar]:
-        out: list[MinuteBar] = []
+        self,
+        instrument: InstrumentId,
+        start: int,
+        end: int,
+        resolution: int,
+        convert: Convert[BarT],
+        wanted: Callable[[int], bool] | None = None,
+    ) -> list[BarT]:
+        """The stored bars of [start, end) at `resolution` (those whose start is `wanted`), converted."""
+        length = MINUTE_MS if resolution == RES_1M else HOUR_MS
+        out: list[BarT] = []
         chunk_start = start
         while chunk_start < end:
             chunk_end = min(end, chunk_start + self._max_range_ms)
@@ -164,27 +245,10 @@ class StorageSource:
                 resolution=resolution,  # type: ignore[arg-type]
             )
             async for response in self._stub.QueryFootprints(request):
-                for bar in response.bars:
-                    out.append(
-                        MinuteBar(
-                            instrument,
-                            bar.start_time_ms,
-                            length,
-                            bar.row_size,
-                            [(r.price, r.buy_volume, r.sell_volume) for r in bar.rows],
-                            trade_count=bar.trades,
-                            buy_volume=bar.buy_volume,
-                            sell_volume=bar.sell_volume,
-                            first_trade_time_ms=bar.first_trade_time_ms,
-                            last_trade_time_ms=bar.last_trade_time_ms,
-                            open=bar.open,
-                            high=bar.high,
-                            low=bar.low,
-                            close=bar.close,
-                            max_delta=bar.max_delta,
-                            min_delta=bar.min_delta,
-                        )
-                    )
+                if wanted is None:
+                    out += [convert(bar, length) for bar in response.bars]
+                else:
+                    out += [convert(bar, length) for bar in response.bars if wanted(bar.start_time_ms)]
             chunk_start = chunk_end
         return out
 
@@ -200,7 +264,9 @@ class StorageSource:
                 continue
             instrument = InstrumentId.from_proto(stat.instrument)
             newest = stat.newest_time_ms
-            bars = await self._query(instrument, newest, newest + MINUTE_MS, RES_1M, MINUTE_MS)
+            bars = await self._query(
+                instrument, newest, newest + MINUTE_MS, RES_1M, partial(MinuteBar.stored, instrument)
+            )
             if bars:
                 out[instrument] = bars[0].row_size
         return out

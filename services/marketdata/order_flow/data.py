@@ -51,6 +51,7 @@ def minute_of(bar: MinuteBar, grid: Grid, parsed: ParsedText | None = None) -> M
         first_ms=bar.first_trade_time_ms,
         last_ms=bar.last_trade_time_ms,
         parsed=parsed,
+        summed=bar.length_ms > MINUTE_MS,
     )
     if bar.length_ms > MINUTE_MS:
         minute.traded_minutes = bar.minute_range()
@@ -183,7 +184,7 @@ class FlowData:
         if cut > start:
             out += await self._closed(instrument, start, cut, grid, hourly)
         if end > cut:
-            out += _minutes(await self._bars(instrument, cut, end, hourly), grid)
+            out += await self._read(instrument, cut, end, grid, hourly)
         return out
 
     def live_minutes(self, instrument: InstrumentId, start: int, end: int, grid: Grid) -> list[Minute]:
@@ -192,11 +193,20 @@ class FlowData:
             return []
         return [minute_of(b, grid) for b in self.live.bars(instrument, start, end, grid.row_size)]
 
-    async def _bars(self, instrument: InstrumentId, start: int, end: int, hourly: bool) -> list[MinuteBar]:
+    async def _read(
+        self, instrument: InstrumentId, start: int, end: int, grid: Grid, hourly: bool
+    ) -> list[Minute]:
+        """Storage's bars of [start, end) (StorageSource.read with `hourly`, else read_minutes) as
+        minutes, each made as its response arrives; one read parses each repeated text once."""
+        parsed = ParsedText(grid)
+
+        def convert(bar: storage_pb2.FootprintBar, length_ms: int) -> Minute:
+            return minute_of(MinuteBar.stored(instrument, bar, length_ms), grid, parsed)
+
         try:
             if hourly:
-                return await self.storage.bars(instrument, start, end)
-            return await self.storage.minute_bars(instrument, start, end)
+                return await self.storage.read(instrument, start, end, convert)
+            return await self.storage.read_minutes(instrument, start, end, convert)
         except grpc.aio.AioRpcError as exc:
             if _not_stored_yet(exc):
                 return []
@@ -206,7 +216,7 @@ class FlowData:
         self, instrument: InstrumentId, start: int, end: int, grid: Grid, hourly: bool
     ) -> list[Minute]:
         if not self.cache.enabled:
-            return _minutes(await self._bars(instrument, start, end, hourly), grid)
+            return await self._read(instrument, start, end, grid, hourly)
         chunks = hour_chunks(start, end)
         keys = [(instrument.key, a, b, grid.row_units, grid.decimals, hourly) for a, b in chunks]
         found: dict[int, list[Minute]] = {}
@@ -217,10 +227,13 @@ class FlowData:
         missing = [i for i in range(len(chunks)) if i not in found]
         if missing:
             first, last = chunks[missing[0]][0], chunks[missing[-1]][1]
-            minutes = _minutes(await self._bars(instrument, first, last, hourly), grid)
+            minutes = await self._read(instrument, first, last, grid, hourly)
+            by_hour: dict[int, list[Minute]] = {}
+            for m in minutes:  # chunks are within one UTC hour each
+                by_hour.setdefault(m.start_ms - m.start_ms % HOUR_MS, []).append(m)
             for index in missing:
                 a, b = chunks[index]
-                found[index] = [m for m in minutes if a <= m.start_ms < b]
+                found[index] = [m for m in by_hour.get(a - a % HOUR_MS, ()) if a <= m.start_ms < b]
                 self.cache.put(keys[index], found[index])
         return [m for i in range(len(chunks)) for m in found[i]]
 
@@ -268,11 +281,6 @@ class FlowData:
                     if volume >= min_size:
                         out.append(LargeTradeRecord(instrument, "", at, price, size, is_buy, volume))
         return out
-
-
-def _minutes(bars: list[MinuteBar], grid: Grid) -> list[Minute]:
-    parsed = ParsedText()
-    return [minute_of(bar, grid, parsed) for bar in bars]
 
 
 def _not_stored_yet(exc: grpc.aio.AioRpcError) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,26 +128,29 @@ class OrderFlowServicer:
             self._check_rows(q, bar.rows)
         count_large(bars, loaded.large, q.start, q.size_ms)
         result = analyse(q, bars)
-        minutes = {
-            t for m in loaded.minutes if m.trades or m.rows for t in (m.traded_minutes or [m.start_ms])
-        }
+        # minutes holding trades (a 1h bar's: a range of 60), gathered in C
+        minutes = set(
+            itertools.chain.from_iterable(
+                m.traded_minutes or (m.start_ms,) for m in loaded.minutes if m.trades or m.rows
+            )
+        )
         coverage = pb.OrderFlowCoverage()
         figures = await self.coverage.measure(
             loaded.sources, q.start, q.end, now, minutes, loaded.includes_live
         )
         figures.fill(coverage)
         limit = self.settings.order_flow_max_large_trades
-        return pb.GetOrderFlowResponse(
-            bars=[
-                bar_proto(q, bar, imbalances, zones, q.include_rows)
-                for bar, imbalances, zones in zip(bars, result.imbalances, result.zones, strict=True)
-            ],
+        response = pb.GetOrderFlowResponse(
             parameters=echo(q, loaded.followed),
             coverage=coverage,
             large_trades=[large_trade_proto(t) for t in loaded.large[:limit]],
             large_trades_truncated=len(loaded.large) > limit,
             failovers=failovers,
         )
+        add_bar = response.bars.add  # each bar made in place (a list passed in is copied)
+        for bar, imbalances, zones in zip(bars, result.imbalances, result.zones, strict=True):
+            bar_proto(q, bar, imbalances, zones, q.include_rows, add_bar())
+        return response
 
     # --- RPCs ------------------------------------------------------------------------------------
 

@@ -15,8 +15,10 @@ from marketdata.core.analytics.exact import format_scaled, format_units, to_unit
 from marketdata.core.analytics.orderflow import (
     Bar,
     BarBuilder,
+    Imbalance,
     Minute,
     MinuteDeltas,
+    ParsedText,
     Side,
     bucket_minutes,
     cvd_at,
@@ -230,3 +232,95 @@ def test_bar_builder_keeps_imbalances_current(trades: list[tuple[int, str, bool]
     assert (bar.rows, bar.buy, bar.sell, bar.trades) == (whole.rows, whole.buy, whole.sell, whole.trades)
     assert (bar.open, bar.high, bar.low, bar.close) == (whole.open, whole.high, whole.low, whole.close)
     assert (bar.max_delta, bar.min_delta) == (whole.max_delta, whole.min_delta)
+
+
+# ---------------------------------------------------------------- fast paths against plain loops
+
+
+def plain_footprint(grid: Grid, rows: list[tuple[str, str, str]]) -> dict[int, list[int]]:
+    """A footprint's rows on `grid`, one stored row at a time (what Minute.from_footprint computes)."""
+    out: dict[int, list[int]] = {}
+    for price, buy, sell in rows:
+        units = to_units(price, grid.decimals)
+        row = out.setdefault(units - units % grid.row_units, [0, 0])
+        row[0] += volume_units(buy)
+        row[1] += volume_units(sell)
+    return out
+
+
+footprint_rows = st.lists(
+    st.tuples(
+        st.integers(900, 960),  # price in ticks of 0.1 (duplicates and any order allowed)
+        st.sampled_from(["0", "0.001", "1", "2.5", "10", "0.333", "7.25", "123.456789"]),
+        st.sampled_from(["0", "0.002", "1", "3", "0.5", "42.1", "9.999999999999999999"]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(footprint_rows, min_size=1, max_size=4),
+    st.sampled_from(["0.1", "0.5", "1", "2.5"]),
+    st.booleans(),
+)
+def test_footprint_columns_match_a_plain_loop(
+    bars: list[list[tuple[int, str, str]]], row_size: str, summed: bool
+) -> None:
+    """Minute.from_footprint (columns through memos shared across the bars of a read, rows of one grid
+    row added up, sums parsed without the memo) gives the rows, totals and extremes of a plain loop."""
+    grid = Grid.of(row_size, 1)
+    parsed = ParsedText(grid)
+    for raw in bars:
+        rows = [(str(Decimal(p) / 10), b, s) for p, b, s in raw]
+        minute = Minute.from_footprint(0, grid, rows, parsed=parsed, summed=summed)
+        expected = plain_footprint(grid, rows)
+        assert minute.rows == expected
+        assert list(minute.rows) == list(
+            dict.fromkeys(k - k % grid.row_units for k, _, _ in _units(grid, rows))
+        )
+        assert (minute.buy, minute.sell) == (
+            sum(b for b, _ in expected.values()),
+            sum(s for _, s in expected.values()),
+        )
+        prices = [units for units, _, _ in _units(grid, rows)]
+        assert (minute.low, minute.high) == ((min(prices), max(prices)) if prices else (None, None))
+        assert minute.max_delta == minute.min_delta == minute.buy - minute.sell
+
+
+def _units(grid: Grid, rows: list[tuple[str, str, str]]) -> list[tuple[int, str, str]]:
+    return [(to_units(p, grid.decimals), b, s) for p, b, s in rows]
+
+
+def plain_imbalances(
+    rows: dict[int, list[int]], row_units: int, ratio: Fraction, min_volume: int
+) -> list[Imbalance]:
+    """DESIGN's diagonal rule, one row and one dictionary lookup at a time."""
+    out = []
+    for price in sorted(rows):
+        buy, sell = rows[price]
+        below = rows.get(price - row_units, [0, 0])[1]
+        above = rows.get(price + row_units, [0, 0])[0]
+        if buy > min_volume and buy >= ratio * below:
+            out.append(Imbalance(price, Side.BUY, buy, below))
+        if sell > min_volume and sell >= ratio * above:
+            out.append(Imbalance(price, Side.SELL, sell, above))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 40), st.tuples(st.integers(0, 50), st.integers(0, 50)), max_size=30),
+    st.sampled_from([1, 2, 5]),
+    st.sampled_from(["1.5", "3", "3.25", "10"]),
+    st.integers(0, 6),
+)
+def test_imbalances_match_a_plain_loop(
+    raw: dict[int, tuple[int, int]], row_units: int, ratio: str, min_volume: int
+) -> None:
+    """diagonal_imbalances (one pass with each row's neighbours in price order) over rows with gaps,
+    on grids of any step, as the plain lookup of the rows one step away."""
+    rows = {p * row_units: [b, s] for p, (b, s) in raw.items()}
+    assert diagonal_imbalances(rows, row_units, Fraction(ratio), min_volume) == plain_imbalances(
+        rows, row_units, Fraction(ratio), min_volume
+    )

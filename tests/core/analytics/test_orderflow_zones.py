@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from marketdata.core.analytics.orderflow import Bar, Side
-from marketdata.core.analytics.orderflow_zones import absorption_zones, divergences, pivots, volume_imbalances
+from marketdata.core.analytics.orderflow_zones import (
+    absorption_zones,
+    divergences,
+    heavy_rows,
+    pivots,
+    volume_imbalances,
+)
 
 
 def bar(
@@ -80,3 +89,26 @@ def test_pivots_and_divergence() -> None:
     found = divergences(hidden, 1, 1, include_hidden=True)
     assert [(d.first, d.second, d.side, d.hidden) for d in found] == [(1, 3, Side.SELL, True)]
     assert divergences(hidden, 1, 1, include_hidden=False) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 30), st.tuples(st.integers(0, 60), st.integers(0, 60)), max_size=25),
+    st.sampled_from(["1", "1.5", "3", "4.25"]),
+    st.integers(0, 30),
+)
+def test_heavy_rows_match_a_plain_loop(
+    raw: dict[int, tuple[int, int]], multiple: str, min_volume: int
+) -> None:
+    """heavy_rows (which skips the scan when no volume reaches the least heavy one) as the rule stated
+    row by row: volume >= multiple x mean row volume and > min_volume."""
+    rows = {p: [b, s] for p, (b, s) in raw.items()}
+    subject = Bar(0, 60, rows=rows, buy=sum(b for b, _ in raw.values()), sell=sum(s for _, s in raw.values()))
+    expected = []
+    if rows and subject.volume:
+        mean = Fraction(subject.volume, max(rows) - min(rows) + 1)
+        for price in sorted(rows):
+            for side, volume in zip((Side.BUY, Side.SELL), rows[price], strict=True):
+                if volume > min_volume and volume >= Fraction(multiple) * mean:
+                    expected.append((price, side, volume))
+    assert heavy_rows(subject, 1, Fraction(multiple), min_volume) == expected

@@ -12,6 +12,7 @@ import re
 VOLUME_SCALE = 18
 MAX_DECIMALS = 18
 _POW10: list[int] = [10**i for i in range(64)]
+_PAD = ["0" * (VOLUME_SCALE - i) for i in range(VOLUME_SCALE + 1)]  # zeros after i decimals
 
 _PLAIN = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,18})?")
 
@@ -38,13 +39,11 @@ def to_units(text: str, decimals: int) -> int:
 
 def volume_units(text: str) -> int:
     """A plain decimal size as an integer count of 10**-18."""
-    whole, dot, fraction = text.partition(".")
-    if not dot:
-        return int(text) * _POW10[VOLUME_SCALE]
-    digits = len(fraction)
-    if digits > VOLUME_SCALE:  # never from validated input; truncate (= floor) rather than mis-scale
+    whole, _, fraction = text.partition(".")
+    if len(fraction) > VOLUME_SCALE:  # never from validated input; truncate (= floor) rather than mis-scale
         return int(whole + fraction[:VOLUME_SCALE])
-    return int(whole + fraction) * _POW10[VOLUME_SCALE - digits]
+    # the digits padded to 18 decimals, read at once (a cold 30-day order flow parses ~190k sizes)
+    return int(f"{whole}{fraction}{_PAD[len(fraction)]}")
 
 
 def format_units(units: int, decimals: int) -> str:

@@ -21,7 +21,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
-from typing import Any, NamedTuple, TypeVar
+from functools import partial
+from typing import Any, NamedTuple, TypeVar, cast
 
 from marketdata.core.analytics.exact import format_scaled, to_units, volume_units
 from marketdata.core.analytics.profile import Grid
@@ -44,14 +45,39 @@ def _max(a: int | None, b: int) -> int:
     return b if a is None or b > a else a
 
 
-@dataclass
-class ParsedText:
-    """Footprint text parsed to units, kept across the bars of one read: prices and sizes repeat from
-    one bar to the next (a sliding price range, common trade sizes), and parsing them was most of the
-    cost of turning stored footprints into minutes. Prices are at one grid's decimals."""
+class TextUnits(dict[str, int]):
+    """Text -> integer, each text parsed once, on its first lookup: the texts already seen are dict's
+    own lookup (C speed under map())."""
 
-    prices: dict[str, int] = field(default_factory=dict)
-    volumes: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("_parse",)
+
+    def __init__(self, parse: Callable[[str], int]) -> None:
+        super().__init__()
+        self._parse = parse
+
+    def __missing__(self, text: str) -> int:
+        value = self[text] = self._parse(text)
+        return value
+
+
+class ParsedText:
+    """Footprint text parsed to units on one grid, kept across the bars of one read: prices and sizes
+    repeat from one bar to the next (a sliding price range, common trade sizes), and parsing them was
+    most of the cost of turning stored footprints into minutes."""
+
+    __slots__ = ("grid", "prices", "rows", "volumes")
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        decimals, step = grid.decimals, grid.row_units
+
+        def row_of(text: str) -> int:
+            units = to_units(text, decimals)
+            return units - units % step
+
+        self.prices = TextUnits(partial(to_units, decimals=decimals))  # price text -> units
+        self.rows = TextUnits(row_of)  # price text -> its row (units, floored to the grid)
+        self.volumes = TextUnits(volume_units)
 
 
 @dataclass
@@ -131,43 +157,32 @@ class Minute:
         first_ms: int = 0,
         last_ms: int = 0,
         parsed: ParsedText | None = None,
+        summed: bool = False,
     ) -> Minute:
         """A stored footprint bar (rows at the tick, a grid that `grid` is a multiple of). Bars stored
         before OHLC and intrabar extremes existed fall back to the rows' extremes and the bar's delta.
-        `parsed` keeps parsed text across the bars of one read (at `grid`'s decimals)."""
+        `parsed` keeps parsed text across the bars of one read (at `grid`'s decimals). `summed`: the
+        volumes are sums over many trades (a 1h bar's), which seldom repeat, so they are parsed
+        without the memo: looking a text up in a memo grown large costs more than parsing it."""
         minute = cls(start_ms, trades=trades, first_ms=first_ms or start_ms, last_ms=last_ms or start_ms)
-        step, decimals = grid.row_units, grid.decimals
-        memo = ParsedText() if parsed is None else parsed
-        prices, volumes = memo.prices, memo.volumes
-        volumes["0"] = 0
-        out = minute.rows
-        buy_total = sell_total = 0
-        lowest: int | None = None
-        highest: int | None = None
-        for price, buy_text, sell_text in rows:
-            units = prices.get(price)
-            if units is None:
-                units = prices[price] = to_units(price, decimals)
-            buy = volumes.get(buy_text)
-            if buy is None:
-                buy = volumes[buy_text] = volume_units(buy_text)
-            sell = volumes.get(sell_text)
-            if sell is None:
-                sell = volumes[sell_text] = volume_units(sell_text)
-            key = units - units % step
-            row = out.get(key)
-            if row is None:
-                out[key] = [buy, sell]
-            else:
-                row[0] += buy
-                row[1] += sell
-            buy_total += buy
-            sell_total += sell
-            if lowest is None or units < lowest:
-                lowest = units
-            if highest is None or units > highest:
-                highest = units
-        minute.buy, minute.sell, minute.low, minute.high = buy_total, sell_total, lowest, highest
+        memo = parsed if parsed is not None and parsed.grid == grid else ParsedText(grid)
+        columns = list(zip(*rows, strict=True))  # [(price, ...), (buy, ...), (sell, ...)] or []
+        if columns:
+            # column at a time through the memos (map over dict lookups, no per-row bytecode)
+            price_texts, buy_texts, sell_texts = columns
+            keys = list(map(memo.rows.__getitem__, price_texts))
+            volume = volume_units if summed else memo.volumes.__getitem__
+            buys = list(map(volume, buy_texts))
+            sells = list(map(volume, sell_texts))
+            out = dict(zip(keys, map(list, zip(buys, sells, strict=True)), strict=True))
+            if len(out) < len(keys):  # several stored rows inside one grid row: add them up
+                out = _merged_rows(keys, buys, sells)
+            minute.rows = out
+            minute.buy, minute.sell = sum(buys), sum(sells)
+            if not (high and low):  # a bar stored before it kept its extremes: the rows' extremes
+                prices = list(map(memo.prices.__getitem__, price_texts))
+                minute.low, minute.high = min(prices), max(prices)
+        decimals = grid.decimals
         if high:
             minute.high = to_units(high, decimals)
         if low:
@@ -180,6 +195,18 @@ class Minute:
         minute.max_delta = _signed_volume(max_delta) if max_delta else delta
         minute.min_delta = _signed_volume(min_delta) if min_delta else delta
         return minute
+
+
+def _merged_rows(keys: Sequence[int], buys: Sequence[int], sells: Sequence[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for key, buy, sell in zip(keys, buys, sells, strict=True):
+        row = out.get(key)
+        if row is None:
+            out[key] = [buy, sell]
+        else:
+            row[0] += buy
+            row[1] += sell
+    return out
 
 
 def _signed_volume(text: str) -> int:
@@ -237,11 +264,13 @@ def derived(bar: Bar, key: Hashable, make: Callable[[], T]) -> T:
     memo = bar.derived
     if memo is None:
         return make()
-    try:
-        value: T = memo[key]
-    except KeyError:
+    value = memo.get(key, _ABSENT)  # a cold request misses every key: no exception raised per miss
+    if value is _ABSENT:
         value = memo[key] = make()
-    return value
+    return cast(T, value)
+
+
+_ABSENT = object()
 
 
 def merge_bar(start_ms: int, end_ms: int, minutes: Iterable[Minute], base: Bar | None = None) -> Bar:
@@ -367,22 +396,35 @@ def diagonal_imbalances(
     """DESIGN's diagonal rule: buy at p when buy(p) >= ratio * sell(p - row) and buy(p) > min_volume;
     sell at p when sell(p) >= ratio * buy(p + row) and sell(p) > min_volume; a missing or empty
     opposite row counts as 0. Lowest price first, the buy before the sell at one price."""
+    if not rows:
+        return []
     num, den = ratio.numerator, ratio.denominator
     out: list[Imbalance] = []
-    append, get, buy_side, sell_side = out.append, rows.get, Side.BUY, Side.SELL
-    for price in sorted(rows):
-        buy, sell = rows[price][0], rows[price][1]
+    append, buy_side, sell_side = out.append, Side.BUY, Side.SELL
+    prices = sorted(rows)
+    cells = list(map(rows.__getitem__, prices))
+    # one pass with each row's neighbours in price order at hand (the diagonal rows, when adjacent)
+    above_prices: list[int | None] = [*prices[1:], None]
+    above_cells: list[Sequence[int]] = [*cells[1:], _EMPTY_ROW]
+    below_price, below_sell = None, 0
+    for price, (buy, sell), above_price, above in zip(prices, cells, above_prices, above_cells, strict=True):
         if buy > min_volume:
-            below = get(price - row_units)
-            opposite = below[1] if below is not None else 0
+            opposite = below_sell if below_price == price - row_units else 0
             if buy * den >= num * opposite:
                 append(Imbalance(price, buy_side, buy, opposite))
         if sell > min_volume:
-            above = get(price + row_units)
-            opposite = above[0] if above is not None else 0
+            opposite = above[0] if above_price == price + row_units else 0
             if sell * den >= num * opposite:
                 append(Imbalance(price, sell_side, sell, opposite))
+        below_price, below_sell = price, sell
     return out
+
+
+_EMPTY_ROW = (0, 0)
+
+
+def _price_then_side(imbalance: Imbalance) -> tuple[int, bool]:
+    return imbalance.price, imbalance.side is Side.SELL
 
 
 @dataclass(frozen=True)
@@ -513,4 +555,4 @@ class BarBuilder:
 
     def sorted_imbalances(self) -> list[Imbalance]:
         """As diagonal_imbalances lists them: lowest price first, the buy before the sell."""
-        return sorted(self.imbalances.values(), key=lambda i: (i.price, i.side is Side.SELL))
+        return sorted(self.imbalances.values(), key=_price_then_side)
