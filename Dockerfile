@@ -10,14 +10,20 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
+# The collector's C fast path (services/marketdata/collector/_fastframes.c, setup.py) is compiled
+# here; the runtime stage gets the built module only, no compiler.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv --without-pip /opt/marketdata
 WORKDIR /src
 # .dockerignore admits only what the distribution is built from.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY services ./services
 # Byte-code is compiled here (pip's default): at run time nothing can be written next to the code.
 RUN pip --python /opt/marketdata/bin/python install . \
- && /opt/marketdata/bin/marketdata --help >/dev/null
+ && /opt/marketdata/bin/marketdata --help >/dev/null \
+ && /opt/marketdata/bin/python -c "import marketdata.collector._fastframes"
 
 # --- runtime: the venv on a clean slim base, non-root ----------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -195,5 +195,10 @@ def test_build_context_builds_the_distribution(tmp_path: Path) -> None:
         "marketdata/py.typed",
     ):
         assert needed in names, needed
+    # the collector's C fast path is compiled into the wheel, not shipped as source (setup.py is in
+    # the context: without it the optional extension is skipped and the image would run the slow path)
+    assert any(n.startswith("marketdata/collector/_fastframes.") and n.endswith(".so") for n in names)
+    assert "marketdata/collector/_fastframes.pyi" in names
+    assert not any(n.endswith(".c") for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "marketdata = marketdata.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

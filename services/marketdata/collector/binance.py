@@ -66,16 +66,6 @@ def stream_url(
     return f"{ws_base}{route}/stream?streams={'/'.join(names)}"
 
 
-def _unify_binance(
-    f: Any,
-) -> Any:  # TEMP: until the C functions return (key, wire, ids, last_time_ms, last_offset)
-    def g(text: str | bytes, ns: int) -> Any:
-        r = f(text, ns)
-        return None if r is None else (r[0], r[1], [r[2]], r[3], 0)
-
-    return g
-
-
 class BinanceFrameParser:
     """Parses frames of one connection; `instruments` maps the exchange symbol to our id, `books`
     the symbols whose depth stream the connection carries.
@@ -93,8 +83,8 @@ class BinanceFrameParser:
         fast: bool = True,
     ) -> None:
         self._market = market
-        self._fast = fastframes.binance_trade if fast and fastframes is not None else None
-        self.fast = _unify_binance(self._fast) if self._fast is not None else None  # TEMP until C shape
+        # the C fast path (FrameParser.fast: the reader calls it directly)
+        self.fast = fastframes.binance_trade if fast and fastframes is not None else None
         self._by_symbol = dict(instruments)
         self.fast_keys = self._by_symbol
         self._books = dict(books or {})

@@ -101,16 +101,6 @@ def resubscribe_requests(topic: str, req_id: int) -> list[str]:
     ]
 
 
-def _unify_bybit(
-    f: Any,
-) -> Any:  # TEMP: until the C functions return (key, wire, ids, last_time_ms, last_offset)
-    def g(text: str | bytes, ns: int) -> Any:
-        r = f(text, ns)
-        return None if r is None else (r[0], r[1], r[3], r[4], r[5])
-
-    return g
-
-
 class BybitFrameParser:
     """Parses frames of one connection; `instruments` maps the exchange symbol to our id, `books`
     the symbols whose order-book topic (of `book_depth`) the connection carries.
@@ -129,8 +119,8 @@ class BybitFrameParser:
         fast: bool = True,
     ) -> None:
         self._market = market
-        self._fast = fastframes.bybit_trades if fast and fastframes is not None else None
-        self.fast = _unify_bybit(self._fast) if self._fast is not None else None  # TEMP until C shape
+        # the C fast path (FrameParser.fast: the reader calls it directly)
+        self.fast = fastframes.bybit_trades if fast and fastframes is not None else None
         self._by_topic = {TOPIC_PREFIX + symbol: i for symbol, i in instruments.items()}
         self.fast_keys = self._by_topic
         self._books = {book_topic(symbol, book_depth): i for symbol, i in (books or {}).items()}
@@ -139,8 +129,8 @@ class BybitFrameParser:
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
         fast = self.fast(text, receive_ns) if self.fast is not None else None
         if fast is not None:
-            topic, wire, ids, last_time_ms, last_offset = fast
-            instrument = self._by_topic.get(topic)
+            key, wire, ids, last_time_ms, last_offset = fast
+            instrument = self._by_topic.get(key)
             if instrument is not None:
                 return Frame(FrameKind.TRADES, instrument, TradeRun(wire, ids, last_offset, last_time_ms))
         message = json_object(text)
