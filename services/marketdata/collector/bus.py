@@ -13,8 +13,8 @@ subscriber.
 Back-pressure: each subscriber has a bounded queue; when it is full the oldest batch is dropped
 and counted, so one slow consumer never slows the collector or the other consumers. A subscriber
 that is behind gets what queued up meanwhile as one message per instrument (its batches joined, in
-order, up to `max_batch` trades a message): a gRPC write per batch would otherwise keep it behind, since the readers of a busy collector
-add several batches per event-loop turn while a stream writes one message per turn.
+order, up to JOIN_MAX_BYTES a message): a stream writes one message per event-loop turn while the
+readers of a busy collector add several batches per turn, so one write per batch kept it behind.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # the run's bytes (already TradeBatch.trades fields). Fields go out in field-number order, so the
 # bytes are exactly what SerializeToString makes.
 _BATCH_KEY = 0x0A  # StreamTradesResponse.batch: field 1, length-delimited
+# Largest message made of a subscriber's queued batches (about 10k trades; grpc's limit is 16 MiB
+# between our services, 4 MiB by default elsewhere).
+JOIN_MAX_BYTES = 1 << 20
 _INSTRUMENT_KEY = 0x0A  # TradeBatch.instrument: field 1, length-delimited
 
 
@@ -71,17 +74,9 @@ class BusMetrics:
 class Subscription:
     """One consumer's bounded queue of serialized StreamTradesResponse messages."""
 
-    def __init__(
-        self,
-        instruments: Collection[InstrumentId] | None,
-        capacity: int,
-        metrics: BusMetrics,
-        max_trades: int = 1000,
-    ):
+    def __init__(self, instruments: Collection[InstrumentId] | None, capacity: int, metrics: BusMetrics):
         self.instruments = frozenset(instruments) if instruments else None
-        # (instrument, trades, message); queued batches are joined up to max_trades a message
-        self._queue: deque[tuple[InstrumentId, int, bytes]] = deque()
-        self._max_trades = max_trades
+        self._queue: deque[tuple[InstrumentId, bytes]] = deque()
         self._capacity = capacity
         self._ready = asyncio.Event()
         self._closed = False
@@ -91,12 +86,12 @@ class Subscription:
     def wants(self, instrument: InstrumentId) -> bool:
         return self.instruments is None or instrument in self.instruments
 
-    def put(self, instrument: InstrumentId, trades: int, message: bytes) -> None:
+    def put(self, instrument: InstrumentId, message: bytes) -> None:
         if len(self._queue) >= self._capacity:
             self._queue.popleft()
             self.dropped += 1
             self._metrics.dropped_batches.inc()
-        self._queue.append((instrument, trades, message))
+        self._queue.append((instrument, message))
         self._ready.set()
 
     def close(self) -> None:
@@ -105,7 +100,7 @@ class Subscription:
 
     def drain(self) -> list[bytes]:
         """The queued messages one by one, taken without waiting (tests, diagnostics)."""
-        messages = [message for _, _, message in self._queue]
+        messages = [message for _, message in self._queue]
         self._queue.clear()
         return messages
 
@@ -113,11 +108,11 @@ class Subscription:
         queue = self._queue
         while True:
             if len(queue) == 1:
-                yield queue.popleft()[2]
+                yield queue.popleft()[1]
             elif queue:
                 backlog = list(queue)
                 queue.clear()
-                for message in joined_per_instrument(backlog, self._max_trades):
+                for message in joined_per_instrument(backlog):
                     yield message
             elif self._closed:
                 return
@@ -126,20 +121,20 @@ class Subscription:
                 await self._ready.wait()
 
 
-def joined_per_instrument(backlog: list[tuple[InstrumentId, int, bytes]], max_trades: int) -> list[bytes]:
-    """The queued messages as one per instrument (or more, of up to `max_trades` trades each), in
-    each instrument's order. Serialized messages concatenate as a merge (protobuf's rule for an
-    embedded message field that appears more than once): StreamTradesResponse.batch fields of one
-    instrument become one batch holding their trades in order, and a failover notice stays."""
+def joined_per_instrument(backlog: list[tuple[InstrumentId, bytes]]) -> list[bytes]:
+    """The queued messages as one per instrument (or more, of up to JOIN_MAX_BYTES each), in each
+    instrument's order. Serialized messages concatenate as a merge (protobuf's rule for an embedded
+    message field that appears more than once): StreamTradesResponse.batch fields of one instrument
+    become one batch holding their trades in order, and a failover notice stays."""
     groups: dict[InstrumentId, list[tuple[int, list[bytes]]]] = {}
-    for instrument, trades, message in backlog:
+    for instrument, message in backlog:
         chunks = groups.setdefault(instrument, [])
-        if chunks and chunks[-1][0] + trades <= max_trades:
-            count, parts = chunks[-1]
+        if chunks and chunks[-1][0] + len(message) <= JOIN_MAX_BYTES:
+            size, parts = chunks[-1]
             parts.append(message)
-            chunks[-1] = (count + trades, parts)
+            chunks[-1] = (size + len(message), parts)
         else:
-            chunks.append((trades, [message]))
+            chunks.append((len(message), [message]))
     return [b"".join(parts) for chunks in groups.values() for _, parts in chunks]
 
 
@@ -227,9 +222,8 @@ class TradeBus:
         if header is None:
             header = self._instrument_fields[instrument] = instrument_field(instrument)
         message = stream_trades_response(header, trades)
-        count = len(trades.ids)
         for subscription in targets:
-            subscription.put(instrument, count, message)
+            subscription.put(instrument, message)
 
     def add_sink(self, sink: Callable[[InstrumentId, TradeRun], None]) -> None:
         """Also hand every flushed batch to `sink` (e.g. the storage writer), before serialization."""
@@ -240,7 +234,7 @@ class TradeBus:
     ) -> Subscription:
         """Subscribe to `instruments` (None: all), or attach a ready-made subscription."""
         if subscription is None:
-            subscription = Subscription(instruments, self._capacity, self.metrics, self.max_batch)
+            subscription = Subscription(instruments, self._capacity, self.metrics)
         self._subscribers.append(subscription)
         self.metrics.subscribers.set(len(self._subscribers))
         return subscription

@@ -45,7 +45,10 @@ FetchFromId = Callable[[int, int], Awaitable[list[tuple[int, Trade]]]]
 FetchRecent = Callable[[], Awaitable[list[Trade]]]
 
 REST = common_pb2.TRADE_SOURCE_REST_BACKFILL
-RECENT_IDS = 50_000
+# Bybit ids remembered for duplicates: 10x the largest recent-trade page (1,000 on linear), the only
+# source of trades older than the live stream's; a larger memory costs cache misses on every trade's
+# lookup (50,000 gave 14 % less throughput at the firehose).
+RECENT_IDS = 10_000
 CATCH_UP_PAGE = 1000  # Binance's largest trades page
 
 

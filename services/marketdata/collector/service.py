@@ -69,7 +69,7 @@ class CollectorServicer(collector_grpc.CollectorServiceServicer):
         bus = self._collector.bus
         if composites:
             subscription = bus.subscribe(
-                None, CompositeSubscription(wanted, composites, bus.capacity, bus.metrics, bus.max_batch)
+                None, CompositeSubscription(wanted, composites, bus.capacity, bus.metrics)
             )
         else:
             subscription = bus.subscribe(wanted or None)

@@ -159,11 +159,11 @@ def test_composite_subscription_follows_the_selected_feed_and_carries_switches()
 
     for i in (BS, YS, BS):
         if sub.wants(i):
-            sub.put(i, 1, batch(i))
+            sub.put(i, batch(i))
     c.update({BS.market: 10, YS.market: 100}, {}, 15, 0, now=1)
     for i in (BS, YS):
         if sub.wants(i):
-            sub.put(i, 1, batch(i))
+            sub.put(i, batch(i))
     got = [collector_pb2.StreamTradesResponse.FromString(m) for m in sub.drain()]
     assert [InstrumentId.from_proto(r.batch.instrument).market for r in got] == [
         MarketKey.BINANCE_SPOT,

@@ -126,9 +126,8 @@ class CompositeSubscription(Subscription):
         composites: Collection[Composite],
         capacity: int,
         metrics: BusMetrics,
-        max_trades: int = 1000,
     ) -> None:
-        super().__init__(None, capacity, metrics, max_trades)
+        super().__init__(None, capacity, metrics)
         self._explicit = frozenset(instruments)
         self._composites = list(composites)
         self._seen = {c.key: -1 for c in self._composites}
@@ -147,12 +146,12 @@ class CompositeSubscription(Subscription):
                     ).SerializeToString()
         return wanted
 
-    def put(self, instrument: InstrumentId, trades: int, message: bytes) -> None:
+    def put(self, instrument: InstrumentId, message: bytes) -> None:
         if self._notice:
             # Serialized messages concatenate as a merge: one response with the batch and the failover.
             message, self._notice = self._notice + message, b""
             self.notices += 1
-        super().put(instrument, trades, message)
+        super().put(instrument, message)
 
 
 SubscriptionFactory = Callable[[], Subscription]
