@@ -247,11 +247,12 @@ class Settings:
         "2000", _positive_int, "Largest trade micro-batch; batches otherwise flush every event-loop turn."
     )
     stream_min_interval_ms: float = _setting(
-        "0.5",
+        "0",
         _non_negative_float,
         "Least time between two StreamTrades messages of the collector: a trade after a quiet spell "
-        "goes out at once, a busy feed's trades are gathered meanwhile (one message, not one per "
-        "exchange frame, for every subscriber to read). 0: one message per event-loop turn.",
+        "goes out at once, later ones are gathered until the interval is over (fewer gRPC reads for "
+        "many subscribers of one-trade frames, at up to this much more latency). 0: one message per "
+        "event-loop turn.",
     )
     subscriber_queue_batches: int = _setting(
         "4096",
