@@ -2,11 +2,10 @@
 
 Batching: trades published during one event-loop turn are flushed together by a call_soon
 callback, so a quiet feed is delivered at once and a busy one in larger batches; full batches of
-`max_batch` trades go out inline. Flushes are at least `min_interval_s` apart
-(MARKETDATA_STREAM_MIN_INTERVAL_MS): after a quiet spell the next flush is at once, while trades
-keep coming they are gathered until the interval is over. Every message costs each subscriber a
-gRPC read (tens of microseconds in Python), which at one exchange frame per trade was most of the
-analytics services' CPU and, through it, the latency tail. Trades arrive as wire bytes (collector/trade_runs.py), so a batch
+`max_batch` trades go out inline. With `min_interval_s`
+(MARKETDATA_STREAM_MIN_INTERVAL_MS, off by default) flushes are at least that far apart: after a
+quiet spell the next flush is at once, while trades keep coming they are gathered until the
+interval is over (every message costs each subscriber a gRPC read, tens of microseconds in Python). Trades arrive as wire bytes (collector/trade_runs.py), so a batch
 is the StreamTradesResponse framing around the runs' bytes, made once; the same bytes go to every
 subscriber.
 
