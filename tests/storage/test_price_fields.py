@@ -161,3 +161,21 @@ def test_hour_bars_grow_their_version_with_every_change_and_stay_the_merge(backe
     assert all(after[start] > version for start, version in before.items() if start == T0 - T0 % HOUR)
     assert_hours_merge_minutes(backend)
     assert stored_fields(footprints(backend, BTC, RES_1H)) == price_oracle(trades[:500] + late, HOUR)
+
+
+def test_an_open_bar_encoded_at_every_commit_equals_one_encoded_once() -> None:
+    """Storage re-encodes an open bar at each commit, reusing the rows that did not change; after any
+    sequence of trades and encodes the bytes are those of the same bar encoded once, and decode back."""
+    rng = random.Random(5)
+    incremental, once = Bar(T0, "0.5"), Bar(T0, "0.5")
+    for n in range(2_000):
+        price, size = f"{100 + rng.randrange(-80, 80) / 4:.2f}", f"{rng.randrange(1, 900) / 100:.2f}"
+        is_buy, at = rng.random() < 0.5, T0 + n
+        incremental.add(price, size, is_buy, at)
+        once.add(price, size, is_buy, at)
+        if rng.random() < 0.1:  # a commit
+            assert incremental.encode() == Bar.decode(incremental.encode()).encode()
+    assert incremental.encode() == once.encode()
+    assert [r.price for r in storage_pb2.FootprintBar.FromString(incremental.encode()).rows] == sorted(
+        (r.price for r in storage_pb2.FootprintBar.FromString(once.encode()).rows), key=Decimal
+    )

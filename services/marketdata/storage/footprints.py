@@ -93,6 +93,7 @@ class Bar:
 
     __slots__ = (
         "_encoded_rows",
+        "_sorted_keys",
         "_high_units",
         "_low_units",
         "buy",
@@ -130,6 +131,9 @@ class Bar:
         self.first_ms = 0
         self.last_ms = 0
         self._encoded_rows: dict[int, bytes] = {}
+        # The row keys in price order as of the last encode; rows are only ever added, so a length
+        # that differs from rows' says new ones came.
+        self._sorted_keys: list[int] = []
         # the price fields (meaningful when exact and trades > 0)
         self.exact = True
         self.needs_recompute = False
@@ -332,8 +336,17 @@ class Bar:
         fields = self.price_fields()
         if fields is not None:
             head.open, head.high, head.low, head.close, head.max_delta, head.min_delta = fields
-        row_bytes = self._row_bytes
-        return head.SerializeToString() + b"".join([row_bytes(key) for key in sorted(self.rows)])
+        # An open bar is encoded at every commit (storage re-writes it) while most of its rows stay as
+        # they were: only new and changed rows are encoded again, found and joined by C-level set and
+        # map operations rather than a Python loop over every row.
+        keys = self._sorted_keys
+        if len(keys) != len(self.rows):
+            keys = self._sorted_keys = sorted(self.rows)
+        encoded = self._encoded_rows
+        if len(encoded) != len(keys):
+            for key in self.rows.keys() - encoded.keys():
+                self._row_bytes(key)
+        return head.SerializeToString() + b"".join(map(encoded.__getitem__, keys))
 
     @classmethod
     def decode(cls, payload: bytes) -> Bar:
