@@ -93,9 +93,9 @@ class Bar:
 
     __slots__ = (
         "_encoded_rows",
-        "_sorted_keys",
         "_high_units",
         "_low_units",
+        "_sorted_keys",
         "buy",
         "close",
         "decimals",
