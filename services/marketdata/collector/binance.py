@@ -29,6 +29,7 @@ from marketdata.collector.frames import (
     FrameKind,
     Trade,
     decimal_text,
+    fast_trades_frame,
     integer,
     is_int64,
     json_object,
@@ -92,12 +93,9 @@ class BinanceFrameParser:
         self._decimals: set[str] = set()  # prices and sizes already checked (remember_decimal)
 
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
-        fast = self.fast(text, receive_ns) if self.fast is not None else None
-        if fast is not None:
-            symbol, wire, ids, last_time_ms, last_offset = fast
-            instrument = self._by_symbol.get(symbol)
-            if instrument is not None:
-                return Frame(FrameKind.TRADES, instrument, TradeRun(wire, ids, last_offset, last_time_ms))
+        frame = fast_trades_frame(self.fast, self._by_symbol, text, receive_ns)
+        if frame is not None:
+            return frame
         try:
             message = _loads(text)
         except _JSONDecodeError:

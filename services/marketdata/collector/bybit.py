@@ -29,6 +29,7 @@ from marketdata.collector.frames import (
     FrameKind,
     Trade,
     decimal_text,
+    fast_trades_frame,
     integer,
     is_int64,
     json_object,
@@ -127,12 +128,9 @@ class BybitFrameParser:
         self._decimals: set[str] = set()  # prices and sizes already checked (remember_decimal)
 
     def parse(self, text: str | bytes, receive_ns: int) -> Frame:
-        fast = self.fast(text, receive_ns) if self.fast is not None else None
-        if fast is not None:
-            key, wire, ids, last_time_ms, last_offset = fast
-            instrument = self._by_topic.get(key)
-            if instrument is not None:
-                return Frame(FrameKind.TRADES, instrument, TradeRun(wire, ids, last_offset, last_time_ms))
+        frame = fast_trades_frame(self.fast, self._by_topic, text, receive_ns)
+        if frame is not None:
+            return frame
         message = json_object(text)
         topic = message.get("topic")
         if topic is not None:

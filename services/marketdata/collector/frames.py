@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any, TypeGuard
 
 import orjson
 
-from marketdata.collector.trade_runs import TradeRun
+from marketdata.collector.trade_runs import FastPart, TradeRun
 from marketdata.core.instruments import InstrumentId
 from marketdata.v1 import common_pb2
 
@@ -127,3 +128,21 @@ def json_object(text: str | bytes) -> dict[str, Any]:
     if type(message) is not dict:
         raise FrameError("frame is not a JSON object")
     return message
+
+
+def fast_trades_frame(
+    fast: Callable[[str | bytes, int], FastPart | None] | None,
+    keys: Mapping[str, InstrumentId],
+    text: str | bytes,
+    receive_ns: int,
+) -> Frame | None:
+    """The TRADES frame of a parser's C fast path (`fast`, keyed by `keys`: Binance symbols or Bybit
+    topics), or None when there is none, it declines, or the key is not this connection's."""
+    found = fast(text, receive_ns) if fast is not None else None
+    if found is None:
+        return None
+    key, wire, ids, last_time_ms, last_offset = found
+    instrument = keys.get(key)
+    if instrument is None:
+        return None
+    return Frame(FrameKind.TRADES, instrument, TradeRun(wire, ids, last_offset, last_time_ms))
