@@ -2,12 +2,12 @@
 
 Batching: trades published during one event-loop turn are flushed together by a call_soon
 callback, so a quiet feed is delivered at once and a busy one in larger batches; full batches of
-`max_batch` trades go out inline. With `min_interval_s`
-(MARKETDATA_STREAM_MIN_INTERVAL_MS, off by default) flushes are at least that far apart: after a
-quiet spell the next flush is at once, while trades keep coming they are gathered until the
-interval is over (every message costs each subscriber a gRPC read, tens of microseconds in Python). Trades arrive as wire bytes (collector/trade_runs.py), so a batch
-is the StreamTradesResponse framing around the runs' bytes, made once; the same bytes go to every
-subscriber.
+`max_batch` trades go out inline. With `min_interval_s` (MARKETDATA_STREAM_MIN_INTERVAL_MS, off by
+default) flushes are at least that far apart: after a quiet spell the next flush is at once, while
+trades keep coming they are gathered until the interval is over (every message costs each subscriber
+a gRPC read, tens of microseconds in Python). Trades arrive as wire bytes (collector/trade_runs.py),
+so a batch is the StreamTradesResponse framing around the runs' bytes, made once; the same bytes go
+to every subscriber.
 
 Back-pressure: each subscriber has a bounded queue; when it is full the oldest batch is dropped
 and counted, so one slow consumer never slows the collector or the other consumers. A subscriber
@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 # the run's bytes (already TradeBatch.trades fields). Fields go out in field-number order, so the
 # bytes are exactly what SerializeToString makes.
 _BATCH_KEY = 0x0A  # StreamTradesResponse.batch: field 1, length-delimited
+_INSTRUMENT_KEY = 0x0A  # TradeBatch.instrument: field 1, length-delimited
 # Largest message made of a subscriber's queued batches (about 10k trades; grpc's limit is 16 MiB
 # between our services, 4 MiB by default elsewhere).
 JOIN_MAX_BYTES = 1 << 20
-_INSTRUMENT_KEY = 0x0A  # TradeBatch.instrument: field 1, length-delimited
 
 
 def instrument_field(instrument: InstrumentId) -> bytes:

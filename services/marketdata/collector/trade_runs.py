@@ -95,17 +95,13 @@ class TradeRun(Sequence[Trade]):
 
     @classmethod
     def join(cls, runs: Sequence[TradeRun]) -> TradeRun:
-        """One run of several, in order (a reader's turn, a bus batch)."""
+        """One run of several, in order (a bus batch)."""
         if len(runs) == 1:
             return runs[0]
-        ids: list = []  # type: ignore[type-arg]
-        before_last = 0
-        for run in runs[:-1]:
-            ids += run.ids
-            before_last += len(run.wire)
         last = runs[-1]
-        ids += last.ids
-        return cls(b"".join([r.wire for r in runs]), ids, before_last + last.last_offset, last._last_time_ms)
+        return cls._concat(
+            [r.wire for r in runs], [r.ids for r in runs], last.last_offset, last._last_time_ms
+        )
 
     @classmethod
     def join_parts(cls, parts: Sequence[RunPart]) -> TradeRun:
@@ -113,14 +109,23 @@ class TradeRun(Sequence[Trade]):
         if len(parts) == 1:
             _, wire, ids, last_time_ms, last_offset = parts[0]
             return cls(wire, ids, last_offset, last_time_ms)
-        all_ids: list = []  # type: ignore[type-arg]
-        before_last = 0
-        for part in parts:
-            all_ids += part[2]
-        wires = [part[1] for part in parts]
-        before_last = sum(map(len, wires)) - len(wires[-1])
         last = parts[-1]
-        return cls(b"".join(wires), all_ids, before_last + last[4], last[3])
+        return cls._concat([p[1] for p in parts], [p[2] for p in parts], last[4], last[3])
+
+    @classmethod
+    def _concat(
+        cls,
+        wires: list[bytes],
+        id_lists: list[list[int] | list[str]],
+        last_offset: int,
+        last_time_ms: int | None,
+    ) -> TradeRun:
+        """The wires and ids joined; `last_offset` is within the last wire."""
+        ids: list = []  # type: ignore[type-arg]
+        for part_ids in id_lists:
+            ids += part_ids
+        before_last = sum(map(len, wires)) - len(wires[-1])
+        return cls(b"".join(wires), ids, before_last + last_offset, last_time_ms)
 
     def part(self) -> RunPart:
         """This run as a reader's part (the Python parser's frames join the fast path's)."""
