@@ -288,6 +288,9 @@ def stored_trades(backend: Backend, instrument: InstrumentId, start: int = 0, en
 def footprints(
     backend: Backend, instrument: InstrumentId, resolution: int = RES_1M
 ) -> list[storage_pb2.FootprintBar]:
+    """The stored bars as a reader through the Store sees them (it saves deferred 1h bars first)."""
+    if backend.has_deferred(instrument, 0, 2**62):
+        backend.flush_deferred(NOW)
     return [
         storage_pb2.FootprintBar.FromString(b.payload)
         for b in backend.read_footprints(instrument, resolution, 0, 2**62)

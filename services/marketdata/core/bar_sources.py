@@ -289,34 +289,50 @@ class StorageSource:
 
 class _LiveBook:
     """Trades of one instrument by minute, for the last few minutes, deduplicated by trade id; each
-    minute's trades as (exchange_time_ms, price, size, is_buy) in arrival order."""
+    minute's trades as (exchange_time_ms, price, size, is_buy) in arrival order.
+
+    Held so that the garbage collector need not walk them: a full collection walks every tracked
+    container's items and stops the event loop meanwhile (a 47 ms pause in order-flow at 10k trades/s,
+    when a minute's trades sat in one list and their ids in a set). A dict of str keys and None values
+    stays untracked, and so does a tuple of tuples of atoms after its first collection; a minute is
+    then a short list of per-batch tuples.
+    """
 
     __slots__ = ("continuous_from", "ids", "minutes")
 
     def __init__(self) -> None:
         self.continuous_from: int | None = None  # first minute the subscription saw whole
-        self.minutes: dict[int, list[tuple[int, str, str, bool]]] = {}
-        self.ids: dict[int, set[str]] = {}
+        self.minutes: dict[int, list[tuple[tuple[int, str, str, bool], ...]]] = {}
+        self.ids: dict[int, dict[str, None]] = {}
 
     def add(self, trades: Iterable[common_pb2.Trade]) -> None:
-        """Take a batch (the minute's id set and list are looked up once per run of one minute)."""
+        """Take a batch (the minute's ids and chunks are looked up once per run of one minute)."""
         current = -1
-        ids: set[str] = set()
-        bucket: list[tuple[int, str, str, bool]] = []
-        append = bucket.append
+        ids: dict[str, None] = {}
+        run: list[tuple[int, str, str, bool]] = []
+        chunks: list[tuple[tuple[int, str, str, bool], ...]] = []
+        append = run.append
         buy = common_pb2.SIDE_BUY
         for trade in trades:
             t = trade.exchange_time_ms
             minute = t - t % MINUTE_MS
             if minute != current:
+                if run:
+                    chunks.append(tuple(run))
+                    run.clear()
                 current = minute
-                ids = self.ids.setdefault(minute, set())
-                append = self.minutes.setdefault(minute, []).append
+                ids = self.ids.setdefault(minute, {})
+                chunks = self.minutes.setdefault(minute, [])
             trade_id = trade.trade_id
             if trade_id in ids:
                 continue
-            ids.add(trade_id)
+            ids[trade_id] = None
             append((t, trade.price, trade.size, trade.side == buy))
+        if run:
+            chunks.append(tuple(run))
+
+    def trades(self, minute: int) -> list[tuple[int, str, str, bool]]:
+        return [trade for chunk in self.minutes.get(minute, ()) for trade in chunk]
 
     def prune(self, oldest_kept: int) -> None:
         for minute in [m for m in self.minutes if m < oldest_kept]:
@@ -379,18 +395,20 @@ class LiveTrades:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def on_batch(self, batch: common_pb2.TradeBatch) -> None:
+    def on_batch(self, batch: common_pb2.TradeBatch) -> InstrumentId | None:
+        """Take a batch; returns its instrument (None when unreadable), for subclasses."""
         try:
             instrument = InstrumentId.from_proto(batch.instrument)
         except ValueError:
-            return
+            return None
         book = self._books.get(instrument)
         if book is None:
-            return
+            return instrument
         book.add(batch.trades)
         self.trades_seen += len(batch.trades)
         current = now_ms()
         book.prune(current - current % MINUTE_MS - (LIVE_MINUTES + 1) * MINUTE_MS)
+        return instrument
 
     async def feed_gaps(self, timeout_s: float = 1.0) -> list[common_pb2.TradeGap]:
         """The collector's recent trade gaps that are not repaired (best effort: [] when unreachable)."""
@@ -416,19 +434,22 @@ class LiveTrades:
 
     def bars(self, instrument: InstrumentId, start: int, end: int, row_size: str) -> list[MinuteBar]:
         book = self._books[instrument]
-        return [
-            MinuteBar(
-                instrument,
-                minute,
-                MINUTE_MS,
-                row_size,
-                trades=list(trades),
-                live=True,
-                trade_count=len(trades),
-            )
-            for minute, trades in sorted(book.minutes.items())
-            if start <= minute < end and trades
-        ]
+        out: list[MinuteBar] = []
+        for minute in sorted(book.minutes):
+            trades = book.trades(minute) if start <= minute < end else []
+            if trades:
+                out.append(
+                    MinuteBar(
+                        instrument,
+                        minute,
+                        MINUTE_MS,
+                        row_size,
+                        trades=trades,
+                        live=True,
+                        trade_count=len(trades),
+                    )
+                )
+        return out
 
     def wants(self, instrument: InstrumentId) -> bool:
         return instrument in self._books

@@ -132,6 +132,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _nice(text: str) -> int:
+    value: int = _number(text, int)
+    if not 0 <= value <= 19:
+        raise ValueError(f"must be 0..19 (a Linux nice increment), got {text}")
+    return value
+
+
 def _storage_uri(text: str) -> str:
     value = text.strip()
     if value and not value.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
@@ -438,6 +445,13 @@ class Settings:
         _sqlite_synchronous,
         "SQLite `synchronous` in WAL mode: FULL fsyncs the WAL at every commit (acknowledged writes "
         "survive power loss); NORMAL survives a killed process but not power loss.",
+    )
+    storage_writer_nice: int = _setting(
+        "10",
+        _nice,
+        "How much storage's writer thread lowers its CPU priority (Linux nice, per thread): its commit "
+        "bursts then yield to the collector and the analytics services where they share cores (one "
+        "machine, `marketdata up`); acknowledgements and queries run at the usual priority. 0: none.",
     )
     storage_sqlite_max_mb: int = _setting(
         "0",

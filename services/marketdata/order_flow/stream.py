@@ -65,19 +65,16 @@ class FlowLiveTrades(LiveTrades):
         super().__init__(*args, **kwargs)
         self.listeners: list[Callable[[InstrumentId, common_pb2.TradeBatch], None]] = []
 
-    def on_batch(self, batch: common_pb2.TradeBatch) -> None:
-        super().on_batch(batch)
-        if not self.listeners:
-            return
-        try:
-            instrument = InstrumentId.from_proto(batch.instrument)
-        except ValueError:
-            return
+    def on_batch(self, batch: common_pb2.TradeBatch) -> InstrumentId | None:
+        instrument = super().on_batch(batch)
+        if instrument is None or not self.listeners:
+            return instrument
         for listener in list(self.listeners):
             try:
                 listener(instrument, batch)
             except Exception:
                 log.exception("order-flow stream update failed")
+        return instrument
 
 
 @functools.lru_cache(maxsize=1024)  # every update's cursor names its key: hash each key once

@@ -19,7 +19,9 @@ between sets `needs_recompute`, and the writer recomputes the bar from its store
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
 
 from marketdata.core.analytics.exact import (  # shared with the analytics; re-exported here
     MAX_DECIMALS,
@@ -62,7 +64,34 @@ RES_1M: int = storage_pb2.FOOTPRINT_RESOLUTION_1M
 RES_1H: int = storage_pb2.FOOTPRINT_RESOLUTION_1H
 BAR_MS: dict[int, int] = {RES_1M: MINUTE_MS, RES_1H: HOUR_MS}
 
-_ROW_TAG = b"\x22"  # FootprintBar.rows = 4, length-delimited
+# Encoded rows are cached in blocks of consecutive rows (one bytes object per block, the only copy of
+# the row bytes a Bar keeps): an encode re-encodes the changed rows, splices them into their blocks and
+# joins the blocks, so its cost follows the change, not the bar's size (an open 1h bar holds ~50k rows).
+_BLOCK_ROWS = 64  # rows per block when blocks are (re)built
+_MAX_BLOCK_ROWS = 2 * _BLOCK_ROWS  # a block that grows past this is split
+_SMALL = tuple(chr(n) for n in range(0x80))  # one-byte varints as latin-1 text
+
+
+def _varint_text(value: int) -> str:
+    """Protobuf varint as latin-1 text (a row is assembled as text, then encoded byte for char)."""
+    return _SMALL[value] if value < 0x80 else varint(value).decode("latin-1")
+
+
+def _row_frame(key: int, row: list[int], decimals: int) -> bytes:
+    """One FootprintBar.rows field (tag 4) exactly as protobuf serializes FootprintRow: fields in number
+    order, strings always present (a price or volume text is never empty), zero trade counts omitted."""
+    buy, sell, buy_n, sell_n = row
+    price, buy_text, sell_text = format_units(key, decimals), format_volume(buy), format_volume(sell)
+    body = (
+        f"\n{_varint_text(len(price))}{price}"
+        f"\x12{_varint_text(len(buy_text))}{buy_text}"
+        f"\x1a{_varint_text(len(sell_text))}{sell_text}"
+    )
+    if buy_n:
+        body += "\x20" + _varint_text(buy_n)
+    if sell_n:
+        body += "\x28" + _varint_text(sell_n)
+    return f"\x22{_varint_text(len(body))}{body}".encode("latin-1")
 
 
 def row_units(price: str, tick_units: int, decimals: int) -> int:
@@ -92,10 +121,14 @@ class Bar:
     """One footprint bar being updated: rows keyed by price units -> [buy, sell, buy_n, sell_n]."""
 
     __slots__ = (
-        "_encoded_rows",
+        "_block_firsts",
+        "_block_keys",
+        "_block_lens",
+        "_chunks",
+        "_dirty",
+        "_encoded",
         "_high_units",
         "_low_units",
-        "_sorted_keys",
         "buy",
         "close",
         "decimals",
@@ -130,10 +163,19 @@ class Bar:
         self.sell = 0
         self.first_ms = 0
         self.last_ms = 0
-        self._encoded_rows: dict[int, bytes] = {}
-        # The row keys in price order as of the last encode; rows are only ever added, so a length
-        # that differs from rows' says new ones came.
-        self._sorted_keys: list[int] = []
+        # Encode state. Rows are only ever added, never removed. Every change this class makes to
+        # `rows` puts the key in _dirty; the blocks hold the rows not in _dirty, encoded, in price
+        # order: block i has keys _block_keys[i] (the first is _block_firsts[i]), their encoded
+        # lengths _block_lens[i] and their joined bytes _chunks[i + 1] (_chunks[0] is the head).
+        # _encoded counts the rows in blocks, so rows added to `rows` directly (decode, or a backend
+        # filling a fresh bar) show as a count that differs from len(rows): the blocks are rebuilt.
+        # Changing an existing row's list from outside would go unseen: use add/add_parsed/merge.
+        self._dirty: set[int] = set()
+        self._block_firsts: list[int] = []
+        self._block_keys: list[list[int]] = []
+        self._block_lens: list[list[int]] = []
+        self._chunks: list[bytes] = []
+        self._encoded = 0
         # the price fields (meaningful when exact and trades > 0)
         self.exact = True
         self.needs_recompute = False
@@ -163,7 +205,7 @@ class Bar:
             row[1] += volume
             row[3] += 1
             self.sell += volume
-        self._encoded_rows.pop(key, None)
+        self._dirty.add(key)
         if self.exact:  # the price fields, in place (inline: this runs for every stored trade, twice)
             if self.trades == 0:
                 self.open = self.close = self.high = self.low = price
@@ -271,7 +313,7 @@ class Bar:
             row[1] += sell
             row[2] += buy_n
             row[3] += sell_n
-            self._encoded_rows.pop(units, None)
+            self._dirty.add(units)
         if other.trades:
             self._merge_price_fields(other, follows)
         self.trades += other.trades
@@ -306,22 +348,9 @@ class Bar:
         self.max_delta = max(self.max_delta, before + other.max_delta)
         self.min_delta = min(self.min_delta, before + other.min_delta)
 
-    def _row_bytes(self, key: int) -> bytes:
-        encoded = self._encoded_rows.get(key)
-        if encoded is None:
-            buy, sell, buy_n, sell_n = self.rows[key]
-            body = storage_pb2.FootprintRow(
-                price=format_units(key, self.decimals),
-                buy_volume=format_volume(buy),
-                sell_volume=format_volume(sell),
-                buy_trades=buy_n,
-                sell_trades=sell_n,
-            ).SerializeToString()
-            encoded = self._encoded_rows[key] = _ROW_TAG + varint(len(body)) + body
-        return encoded
-
     def encode(self) -> bytes:
-        """The FootprintBar message (rows re-encoded only where they changed since the last encode)."""
+        """The FootprintBar message: the head, then the rows in price order (only rows that changed
+        since the last encode are encoded again)."""
         head = storage_pb2.FootprintBar(
             start_time_ms=self.start_ms,
             resolution=self.resolution,  # type: ignore[arg-type]
@@ -336,17 +365,82 @@ class Bar:
         fields = self.price_fields()
         if fields is not None:
             head.open, head.high, head.low, head.close, head.max_delta, head.min_delta = fields
-        # An open bar is encoded at every commit (storage re-writes it) while most of its rows stay as
-        # they were: only new and changed rows are encoded again, found and joined by C-level set and
-        # map operations rather than a Python loop over every row.
-        keys = self._sorted_keys
-        if len(keys) != len(self.rows):
-            keys = self._sorted_keys = sorted(self.rows)
-        encoded = self._encoded_rows
-        if len(encoded) != len(keys):
-            for key in self.rows.keys() - encoded.keys():
-                self._row_bytes(key)
-        return head.SerializeToString() + b"".join(map(encoded.__getitem__, keys))
+        rows = len(self.rows)
+        if not self._block_keys or 2 * len(self._dirty) > rows:  # none yet, or mostly new
+            self._build()
+        elif self._dirty:
+            self._update()
+        if self._encoded != rows:  # rows came without _dirty: cached blocks do not cover them
+            self._build()
+        chunks = self._chunks
+        chunks[0] = head.SerializeToString()
+        return b"".join(chunks)
+
+    def _build(self) -> None:
+        """Encode every row into fresh blocks."""
+        rows, decimals = self.rows, self.decimals
+        keys = sorted(rows)
+        frames = [_row_frame(key, rows[key], decimals) for key in keys]
+        lens = list(map(len, frames))
+        self._block_firsts = keys[::_BLOCK_ROWS]
+        self._block_keys = [keys[i : i + _BLOCK_ROWS] for i in range(0, len(keys), _BLOCK_ROWS)]
+        self._block_lens = [lens[i : i + _BLOCK_ROWS] for i in range(0, len(keys), _BLOCK_ROWS)]
+        self._chunks = [b""]
+        self._chunks += [b"".join(frames[i : i + _BLOCK_ROWS]) for i in range(0, len(keys), _BLOCK_ROWS)]
+        self._encoded = len(keys)
+        self._dirty.clear()
+
+    def _update(self) -> None:
+        """Re-encode the dirty rows and splice them into their blocks (blocks exist: _build ran)."""
+        rows, decimals, firsts = self.rows, self.decimals, self._block_firsts
+        by_block: dict[int, list[int]] = {}
+        for key in self._dirty:
+            # the last block starting at or below the key; a key below every block goes to the first
+            by_block.setdefault(max(bisect_right(firsts, key) - 1, 0), []).append(key)
+        self._dirty.clear()
+        # highest block first, so a split (which inserts blocks after i) leaves lower indices valid
+        for i in sorted(by_block, reverse=True):
+            keys, lens = self._block_keys[i], self._block_lens[i]
+            data = self._chunks[i + 1]
+            pieces: list[bytes] = []
+            end = len(data)  # data[:end] is not yet in pieces
+            # highest key first: an insertion at j never moves the rows below j still to come, so
+            # lens[:j] still gives row j's offset in data
+            for key in sorted(by_block[i], reverse=True):
+                j = bisect_right(keys, key) - 1
+                frame = _row_frame(key, rows[key], decimals)
+                if j >= 0 and keys[j] == key:  # a changed row: replace data[start:after]
+                    start = sum(lens[:j])
+                    after = start + lens[j]
+                    lens[j] = len(frame)
+                else:  # a new row, after row j
+                    j += 1
+                    start = after = sum(lens[:j])
+                    keys.insert(j, key)
+                    lens.insert(j, len(frame))
+                    self._encoded += 1
+                pieces += (data[after:end], frame)
+                end = start
+            pieces.append(data[:end])
+            pieces.reverse()
+            joined = b"".join(pieces)
+            firsts[i] = keys[0]
+            if len(keys) <= _MAX_BLOCK_ROWS:
+                self._chunks[i + 1] = joined
+            else:
+                self._split(i, joined)
+
+    def _split(self, i: int, joined: bytes) -> None:
+        """Replace block i (its bytes `joined`) by blocks of _BLOCK_ROWS rows."""
+        keys, lens = self._block_keys[i], self._block_lens[i]
+        starts = list(accumulate(lens, initial=0))
+        cuts = range(0, len(keys), _BLOCK_ROWS)
+        self._block_firsts[i : i + 1] = keys[::_BLOCK_ROWS]
+        self._block_keys[i : i + 1] = [keys[c : c + _BLOCK_ROWS] for c in cuts]
+        self._block_lens[i : i + 1] = [lens[c : c + _BLOCK_ROWS] for c in cuts]
+        self._chunks[i + 1 : i + 2] = [
+            joined[starts[c] : starts[min(c + _BLOCK_ROWS, len(keys))]] for c in cuts
+        ]
 
     @classmethod
     def decode(cls, payload: bytes) -> Bar:

@@ -113,7 +113,7 @@ async def start_storage_service(
             pending_refreshes.add(task)
             task.add_done_callback(pending_refreshes.discard)
 
-    store = Store(backend, state, metrics, on_changed)
+    store = Store(backend, state, metrics, on_changed, settings.storage_writer_nice)
     await store.start()
     if cache is not None and backend.migrated:
         cache.invalidate()

@@ -410,29 +410,24 @@ class StorageServicer:
     ) -> list[StoredBar]:
         """Stored bars in [start, end): closed ones from the cache where it has them."""
         size = BAR_MS[resolution]
-        backend = self.store.backend
         if self.cache is None:
-            return await self.store.run_read(backend.read_footprints, instrument, resolution, start, end)
+            return await self.store.read_footprints(instrument, resolution, start, end)
         first = start + (-start) % size
         closed_end = min(end, FootprintCache.closed_before(int(time.time() * 1000), resolution))
         starts = list(range(first, closed_end, size)) if closed_end > first else []
         cached = await self.cache.get(instrument, resolution, starts) if starts else None
         if cached is None:
-            return await self.store.run_read(backend.read_footprints, instrument, resolution, start, end)
+            return await self.store.read_footprints(instrument, resolution, start, end)
         found, epoch = cached
         missing = [s for s in starts if s not in found]
         fetched: dict[int, StoredBar] = {}
         if missing:
-            rows = await self.store.run_read(
-                backend.read_footprints, instrument, resolution, missing[0], missing[-1] + size
-            )
+            rows = await self.store.read_footprints(instrument, resolution, missing[0], missing[-1] + size)
             fetched = {b.start_ms: b for b in rows}
             await self.cache.fill(epoch, instrument, resolution, [(s, fetched.get(s)) for s in missing])
         out = [b for s in starts if (b := found.get(s) or fetched.get(s)) is not None]
         if end > closed_end:
-            out += await self.store.run_read(
-                backend.read_footprints, instrument, resolution, max(start, closed_end), end
-            )
+            out += await self.store.read_footprints(instrument, resolution, max(start, closed_end), end)
         return out
 
     # --- stats and retention -----------------------------------------------------------------------

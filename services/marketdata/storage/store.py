@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ from marketdata.storage.backends.base import (
     Backend,
     ChangedBar,
     InvalidBatch,
+    StoredBar,
     StoreUnavailable,
     TradeWrite,
     WriteOutcome,
@@ -33,8 +35,24 @@ from marketdata.v1 import order_book_pb2
 
 log = logging.getLogger(__name__)
 
+
+def _lower_priority(by: int) -> None:
+    """Lower the calling thread's CPU priority. On Linux the nice value belongs to the thread, so the
+    writer's commits (inserts, footprint encoding, SQLite's page writes: bursts of a few ms every 50 ms
+    under a live feed) give way to latency-bound work on shared cores, while this process's event loop
+    (acknowledgements) and readers (queries) keep theirs."""
+    if by:
+        try:
+            os.nice(by)
+        except OSError as exc:
+            log.warning("cannot lower the storage writer's priority", extra={"error": str(exc)})
+
+
 MAX_GROUP_TRADES = 50_000
 MAX_PENDING_TRADES = 400_000
+# An idle writer saves what the backend deferred (SQLite: live 1h bars) after this long; while writes
+# come, each commit saves what is due.
+DEFERRED_FLUSH_S = 0.5
 T = TypeVar("T")
 
 
@@ -58,12 +76,15 @@ class Store:
         state: StoreState,
         metrics: StorageMetrics,
         on_changed_bars: Callable[[list[ChangedBar]], None] | None = None,
+        writer_nice: int = 0,
     ) -> None:
         self.backend = backend
         self.state = state
         self.metrics = metrics
         self._on_changed_bars = on_changed_bars
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="storage-writer")
+        self._writer = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="storage-writer", initializer=_lower_priority, initargs=(writer_nice,)
+        )
         self._readers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="storage-reader")
         self._trades: deque[_Pending] = deque()
         self._snapshots: deque[_PendingSnapshots] = deque()
@@ -162,7 +183,12 @@ class Store:
 
     async def _loop(self) -> None:
         while True:
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), DEFERRED_FLUSH_S)
+            except TimeoutError:
+                if self.backend.has_deferred():
+                    await self.flush_deferred()
+                continue
             self._wake.clear()
             while self._trades or self._snapshots:
                 if self._trades:
@@ -171,6 +197,26 @@ class Store:
                     batch = list(self._snapshots)
                     self._snapshots.clear()
                     await self._commit_snapshots(batch)
+
+    async def flush_deferred(self) -> None:
+        """Have the backend save what it deferred (a failure is reported like a failed commit; the
+        backend keeps what it could not save for the next attempt)."""
+        try:
+            changed = await self.run_write(self.backend.flush_deferred, int(time.time() * 1000))
+        except Exception as exc:
+            self._failed(exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc)))
+            return
+        if changed and self._on_changed_bars is not None:
+            self._on_changed_bars(changed)
+
+    async def read_footprints(
+        self, instrument: InstrumentId, resolution: int, start_ms: int, end_ms: int
+    ) -> list[StoredBar]:
+        """Stored bars of [start_ms, end_ms), every committed trade in them: bars the backend deferred
+        in that range are saved first."""
+        if self.backend.has_deferred(instrument, start_ms, end_ms):
+            await self.flush_deferred()
+        return await self.run_read(self.backend.read_footprints, instrument, resolution, start_ms, end_ms)
 
     def _failed(self, exc: BaseException) -> None:
         self.metrics.write_errors.inc()

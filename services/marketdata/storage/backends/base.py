@@ -188,6 +188,17 @@ class Backend(Protocol):
         """Prove the store answers and commits (a tiny durable write); raise StoreUnavailable if not."""
         ...
 
+    def has_deferred(
+        self, instrument: InstrumentId | None = None, start_ms: int = 0, end_ms: int = 0
+    ) -> bool:
+        """Whether bar saves wait for flush_deferred (of `instrument` overlapping [start_ms, end_ms), when
+        given). A backend that saves every bar at its commit always answers False."""
+        ...
+
+    def flush_deferred(self, now_ms: int) -> list[ChangedBar]:
+        """Save what write_trades deferred (one durable commit); the bars it saved."""
+        ...
+
     # Retention and archive -------------------------------------------------------------------------
 
     def oldest(self, collection: str, instrument: InstrumentId) -> int | None: ...

@@ -879,6 +879,14 @@ class MongoBackend(TradeCounting):
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB unreachable: {exc}") from exc
 
+    def has_deferred(
+        self, instrument: InstrumentId | None = None, start_ms: int = 0, end_ms: int = 0
+    ) -> bool:
+        return False  # bars are updated by $inc per row at each commit: nothing is deferred
+
+    def flush_deferred(self, now_ms: int) -> list[ChangedBar]:
+        return []
+
     # --- retention ---------------------------------------------------------------------------------
 
     def _range_query(

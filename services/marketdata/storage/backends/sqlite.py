@@ -11,8 +11,15 @@ Layout (WITHOUT ROWID tables, clustered by their primary key):
   time range is one contiguous scan; UNIQUE(inst, tid) is the trade identity. `payload` is the Trade
   message already framed as a TradeBatch.trades field, so a query concatenates bytes.
 - footprints_1m / footprints_1h(inst, start_ms, version, trades, payload): one row per bar, payload a
-  FootprintBar message; both updated in the same transaction as the trades that changed them, so a
-  1h bar always equals the merge of its hour's 1m bars (until retention removes those).
+  FootprintBar message; 1m bars are updated in the same transaction as the trades that changed them.
+  A 1h bar equals the merge of its hour's 1m bars (until retention removes those), with one exception:
+  a 1h bar that live writes touch again within HOUR_SAVE_INTERVAL_S of its last save is "deferred":
+  updated in the writer's cache and saved by a later commit or by flush_deferred. Each save re-encodes
+  and rewrites the whole bar, and an open hour of a busy instrument holds tens of thousands of rows:
+  rewritten at every commit (every 50 ms per instrument) it grew to most of the store's work and its
+  write volume. Readers never see the lag: the Store flushes before it reads 1h bars that overlap a
+  deferred one; a bar dropped before its save (a failed transaction, a full cache, a crash) is
+  rebuilt from its 1m bars (at the next save, or when the store opens).
 - book_snapshots(inst, t, update_id, payload): identity (instrument, time, update id).
 - stats(collection, inst, ...): counts, bytes, oldest, newest, maintained in the same transactions.
 """
@@ -61,6 +68,8 @@ from marketdata.v1 import common_pb2, order_book_pb2
 SCHEMA_VERSION = 2
 log = logging.getLogger(__name__)
 _HOT_BARS = 512  # decoded bars kept by the writer (the current minutes, recent late ones)
+HOUR_SAVE_INTERVAL_S = 0.5  # a live 1h bar is saved at most this often (see the module docstring)
+_RECOVERY_HOURS = 3  # on open, 1h bars of an instrument's newest hours with 1m bars are checked
 _READERS = 4
 # Multi-row INSERT sizes: a chunk of rows is cut into these, so only a few statements are prepared.
 _INSERT_SIZES = (256, 32, 4, 1)
@@ -144,6 +153,12 @@ class SqliteBackend(TradeCounting):
         self._inst_keys: dict[int, InstrumentId] = {}
         self._ticks: dict[InstrumentId, str] = {}
         self._bars: OrderedDict[tuple[int, int, int], Bar] = OrderedDict()
+        # 1h bars changed in the cache and not saved yet, and when each live 1h bar was last saved
+        self._deferred: dict[tuple[int, int, int], _Touched] = {}
+        self._hour_saved: dict[tuple[int, int, int], float] = {}
+        # 1h bars whose committed changes were lost from the cache unsaved: rebuilt from their 1m bars
+        self._stale_hours: set[tuple[int, int, int]] = set()
+        self._saving_hours: list[tuple[int, int, int]] = []  # 1h bars the open transaction saves
         self._next_seq = 1
         self._pending: list[tuple[InstrumentId, int, bool, str]] = []
 
@@ -181,9 +196,14 @@ class SqliteBackend(TradeCounting):
         self._load_instruments()
         if version == 1:
             self._migrate_v1()
+        self._recover_hours()
 
     def close(self) -> None:
         if self._writer is not None:
+            try:
+                self.flush_deferred(int(time.time() * 1000))
+            except StoreUnavailable as exc:  # the next open rebuilds what this could not save
+                log.warning("deferred 1h bars not saved at close", extra={"error": str(exc)})
             with contextlib.suppress(sqlite3.Error):
                 self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._writer.close()
@@ -248,9 +268,21 @@ class SqliteBackend(TradeCounting):
                 self._inst_ids.pop(instrument, None)
                 self._inst_keys.pop(inst_id, None)
         self._pending.clear()
+        if committed and self._saving_hours:
+            now = time.monotonic()
+            saved = self._hour_saved
+            for key in self._saving_hours:
+                saved[key] = now
+                self._deferred.pop(key, None)
+                self._stale_hours.discard(key)
+            if len(saved) > _HOT_BARS:  # only recent saves matter
+                for key in [k for k, at in saved.items() if now - at >= HOUR_SAVE_INTERVAL_S]:
+                    del saved[key]
+        self._saving_hours.clear()
 
     def _begin(self) -> None:
         self._pending.clear()
+        self._saving_hours.clear()
         self._w.execute("BEGIN IMMEDIATE")
 
     def _commit(self) -> None:
@@ -402,7 +434,9 @@ class SqliteBackend(TradeCounting):
             bar = Bar(start_ms, row_size, resolution)
         self._bars[key] = bar
         if len(self._bars) > _HOT_BARS:
-            self._bars.popitem(last=False)
+            evicted, _ = self._bars.popitem(last=False)
+            if self._deferred.pop(evicted, None) is not None:
+                self._stale_hours.add(evicted)
         return bar, int(row[1]) if row is not None else 0
 
     def _save_bars(self, touched: dict[tuple[int, int, int], _Touched]) -> dict[tuple[int, int], _Stat]:
@@ -420,6 +454,8 @@ class SqliteBackend(TradeCounting):
             )
             stat = stats.setdefault((inst_id, resolution), _Stat())
             stat.add(1 if created else 0, len(entry.payload) - entry.old_bytes, start, start)
+            if resolution == RES_1H:
+                self._saving_hours.append((inst_id, resolution, start))
         return stats
 
     def write_trades(self, writes: Sequence[TradeWrite], now_ms: int) -> WriteResult:
@@ -469,7 +505,7 @@ class SqliteBackend(TradeCounting):
                 if newest:
                     result.newest_ms[instrument] = max(result.newest_ms.get(instrument, 0), newest)
                 outcomes[index] = WriteOutcome(len(inserted), len(write.trades) - len(inserted), len(late))
-            bar_stats = self._finish_bars(touched)
+            bar_stats = self._finish_bars(touched, live=True)
             for inst_id, stat in trade_stats.items():
                 self._bump_stat("trades", inst_id, stat)
             for (inst_id, resolution), stat in bar_stats.items():
@@ -483,7 +519,7 @@ class SqliteBackend(TradeCounting):
             self._forget(touched)
             raise
         for (_, resolution, start), entry in touched.items():
-            if start < minute_now:
+            if start < minute_now and entry.payload:  # (a deferred 1h bar has none yet)
                 result.changed_bars.append(
                     ChangedBar(entry.instrument, resolution, start, entry.bar.version, entry.payload)
                 )
@@ -517,10 +553,14 @@ class SqliteBackend(TradeCounting):
             out.append((trade.price, trade.size, trade.side == buy))
         return out
 
-    def _finish_bars(self, touched: dict[tuple[int, int, int], _Touched]) -> dict[tuple[int, int], _Stat]:
+    def _finish_bars(
+        self, touched: dict[tuple[int, int, int], _Touched], *, live: bool = False
+    ) -> dict[tuple[int, int], _Stat]:
         """Complete and store the bars a transaction touched: 1m bars a trade landed inside of get their
-        price fields from their raw trades; then 1h bars that are new, had a trade land inside, or hold
-        such a minute are made the merge of their hour's 1m bars again; the rest were updated in place."""
+        price fields from their raw trades; then 1h bars that are new, had a trade land inside, hold such
+        a minute, or are stale are made the merge of their hour's 1m bars again; the rest were updated in
+        place. `live` (write_trades): a 1h bar saved less than HOUR_SAVE_INTERVAL_S ago is deferred, and
+        deferred bars whose interval is over are saved with this transaction (and added to `touched`)."""
         minutes = {k: e for k, e in touched.items() if k[1] == RES_1M}
         hours = {k: e for k, e in touched.items() if k[1] == RES_1H}
         rebuild: set[tuple[int, int, int]] = set()
@@ -529,11 +569,85 @@ class SqliteBackend(TradeCounting):
                 entry.bar.recompute(self._raw_trades(inst_id, start, start + MINUTE_MS))
                 rebuild.add((inst_id, RES_1H, start - start % HOUR_MS))
         stats = self._save_bars(minutes)
+        now = time.monotonic()
+        save: dict[tuple[int, int, int], _Touched] = {}
         for key, entry in hours.items():
-            if key in rebuild or entry.bar.needs_recompute or entry.bar.version == 0:
+            bar = entry.bar
+            if key in rebuild or key in self._stale_hours or bar.needs_recompute or bar.version == 0:
                 self._rebuild_hour(key, entry)
-        stats.update(self._save_bars(hours))
+            elif live and now - self._hour_saved.get(key, -HOUR_SAVE_INTERVAL_S) < HOUR_SAVE_INTERVAL_S:
+                self._deferred[key] = entry
+                continue
+            save[key] = entry
+        if live:
+            for key, entry in self._deferred.items():
+                if key not in hours and now - self._hour_saved.get(key, 0.0) >= HOUR_SAVE_INTERVAL_S:
+                    save[key] = touched[key] = entry
+        stats.update(self._save_bars(save))
         return stats
+
+    def has_deferred(
+        self, instrument: InstrumentId | None = None, start_ms: int = 0, end_ms: int = 0
+    ) -> bool:
+        """Whether 1h bars wait for a save (of `instrument` overlapping [start_ms, end_ms), when given).
+        Called from other threads: it reads a snapshot of the keys."""
+        keys = [*self._deferred, *self._stale_hours]
+        if instrument is None:
+            return bool(keys)
+        inst_id = self._inst_ids.get(instrument)
+        return any(i == inst_id and start_ms < start + HOUR_MS and start < end_ms for i, _, start in keys)
+
+    def flush_deferred(self, now_ms: int) -> list[ChangedBar]:
+        """Save every deferred 1h bar, and rebuild stale ones from their 1m bars, in one transaction;
+        the bars saved."""
+        if not self._deferred and not self._stale_hours:
+            return []
+        touched = dict(self._deferred)
+        try:
+            self._begin()
+            for key in list(self._stale_hours):
+                inst_id, _, start = key
+                instrument = self._inst_keys.get(inst_id)
+                if instrument is None:
+                    self._stale_hours.discard(key)
+                    continue
+                self._touch(touched, instrument, inst_id, RES_1H, start, self._ticks.get(instrument, ""))
+                self._rebuild_hour(key, touched[key])
+            for (inst_id, resolution), stat in self._save_bars(touched).items():
+                self._bump_stat(_BAR_TABLE[resolution], inst_id, stat)
+            self._commit()
+        except sqlite3.Error as exc:
+            self._forget(touched)
+            raise StoreUnavailable(f"commit failed: {exc}") from exc
+        except BaseException:
+            self._forget(touched)
+            raise
+        minute_now = now_ms - now_ms % MINUTE_MS
+        return [
+            ChangedBar(e.instrument, RES_1H, start, e.bar.version, e.payload)
+            for (_, _, start), e in touched.items()
+            if start < minute_now
+        ]
+
+    def _recover_hours(self) -> None:
+        """Rebuild the 1h bars that hold fewer trades than their 1m bars: a deferred save that a crash
+        cut off. Only an instrument's newest hours can be such (deferral is for live writes)."""
+        conn = self._w
+        newest = conn.execute("SELECT inst, max(start_ms) FROM footprints_1m GROUP BY inst").fetchall()
+        for inst_id, last in newest:
+            first = last - last % HOUR_MS - (_RECOVERY_HOURS - 1) * HOUR_MS
+            for hour, minute_trades, hour_trades in conn.execute(
+                "SELECT m.hour, m.trades, coalesce(h.trades, 0) FROM ("
+                f"SELECT start_ms - start_ms % {HOUR_MS} AS hour, sum(trades) AS trades FROM footprints_1m "
+                "WHERE inst=? AND start_ms>=? GROUP BY hour) AS m "
+                "LEFT JOIN footprints_1h AS h ON h.inst=? AND h.start_ms=m.hour",
+                (inst_id, first, inst_id),
+            ).fetchall():
+                if minute_trades > hour_trades:
+                    self._stale_hours.add((inst_id, RES_1H, hour))
+        if self._stale_hours:
+            log.info("rebuilding 1h bars a crash left behind", extra={"bars": len(self._stale_hours)})
+            self.flush_deferred(int(time.time() * 1000))
 
     def _rebuild_hour(self, key: tuple[int, int, int], entry: _Touched) -> None:
         """Make a 1h bar the merge of its hour's stored 1m bars (this transaction's included). When
@@ -556,10 +670,13 @@ class SqliteBackend(TradeCounting):
             bar.recompute(self._raw_trades(inst_id, hour, hour + HOUR_MS))
 
     def _forget(self, touched: dict[tuple[int, int, int], _Touched]) -> None:
-        """After a failed transaction: roll back, and drop the cached bars it changed."""
+        """After a failed transaction: roll back, and drop the cached bars it changed (a deferred 1h bar
+        among them held committed changes too: it becomes stale)."""
         self._abort()
         for key in touched:
             self._bars.pop(key, None)
+            if self._deferred.pop(key, None) is not None:
+                self._stale_hours.add(key)
 
     def _bump_stat(self, collection: str, inst_id: int, stat: _Stat) -> None:
         if stat.count == 0 and stat.bytes == 0:
@@ -910,9 +1027,11 @@ class SqliteBackend(TradeCounting):
             raise StoreUnavailable(f"delete failed: {exc}") from exc
         if collection.startswith("footprints"):
             resolution = RES_1M if collection == "footprints_1m" else RES_1H
-            for key in [k for k in self._bars if k[0] == inst_id and k[1] == resolution]:
-                if start_ms <= key[2] < end_ms:
-                    del self._bars[key]
+            for key in [*self._bars, *self._deferred, *self._stale_hours]:
+                if key[0] == inst_id and key[1] == resolution and start_ms <= key[2] < end_ms:
+                    self._bars.pop(key, None)
+                    self._deferred.pop(key, None)
+                    self._stale_hours.discard(key)
         return int(count)
 
     def restore_trades(
