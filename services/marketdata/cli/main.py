@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from marketdata.cli.calls import CommandError
 from marketdata.core.config import ConfigError, Settings, load_settings, markdown_table
+from marketdata.core.event_loop import use_event_loop
 
 SERVICES = ("collector", "storage", "volume-profile", "order-flow", "mcp")
 
@@ -67,6 +68,11 @@ def load_or_exit() -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        use_event_loop()
+    except ConfigError as exc:
+        print(f"marketdata: configuration error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "config":
         if args.markdown:
             print(markdown_table())

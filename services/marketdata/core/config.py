@@ -132,6 +132,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def event_loop_choice(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("uvloop", "asyncio"):
+        raise ValueError(f"must be uvloop or asyncio, got {text!r}")
+    return value
+
+
 def _nice(text: str) -> int:
     value: int = _number(text, int)
     if not 0 <= value <= 19:
@@ -250,6 +257,12 @@ class Settings:
     data_dir: str = _setting("./data", _text, "Data directory (embedded store, captures).")
     log_level: str = _setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _setting("json", _log_format, "`json` (one object per line) or `text`.")
+    event_loop: str = _setting(
+        "uvloop",
+        event_loop_choice,
+        "Event loop of every marketdata process: `uvloop` (libuv, less CPU per gRPC message and task "
+        "switch) or `asyncio` (the standard library's; also where uvloop is not installed).",
+    )
     batch_max_trades: int = _setting(
         "2000", _positive_int, "Largest trade micro-batch; batches otherwise flush every event-loop turn."
     )

@@ -52,7 +52,7 @@ async def accept(
         max_msg_size=MAX_CLIENT_MESSAGE,
     )
     transport = request.transport
-    if not ws.can_prepare(request).ok or not isinstance(transport, asyncio.Transport):
+    if not ws.can_prepare(request).ok or transport is None:
         return None
     await ws.prepare(request)
     _widen_send_buffer(transport)
