@@ -7,19 +7,16 @@ Logging and tracing first, then the service's own start; on SIGINT/SIGTERM the g
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from opentelemetry.sdk.trace import TracerProvider
 
 from marketdata.core.config import Settings
+from marketdata.core.garbage import settle_garbage_collector
 from marketdata.core.grpc_server import GrpcServer, serve_until_signal
 from marketdata.core.logging import configure_logging
 from marketdata.core.tracing import configure_tracing, shutdown_tracing
-
-# Middle-generation collections between full ones (CPython's default is 10).
-FULL_COLLECTION_EVERY = 100
 
 
 class RunningService(Protocol):
@@ -42,17 +39,3 @@ async def run_service(
     finally:
         await service.stop_background()
         await asyncio.to_thread(shutdown_tracing, provider)
-
-
-def settle_garbage_collector() -> None:
-    """Once started: collect, then freeze what start-up left (modules, classes, descriptors, settings)
-    so that later full collections skip it, and make full collections ten times rarer. A full
-    collection walks every tracked object and stops the event loop meanwhile: with the start-up heap
-    that took 50-90 ms in the analytics services, a whole p99 at 10k trades/s; after the freeze it
-    still walks the live trades they hold (20-30 ms at 10k trades/s). Young collections, which free
-    almost all garbage here, keep their default pace. What is frozen is never collected, which suits
-    objects that live as long as the process."""
-    gc.collect()
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
