@@ -106,8 +106,10 @@ async def test_stream_updates_and_resumes_by_sequence(stack: Stack) -> None:
     for n in range(3):
         batch = make(rng, 50_000 + 100 * n, max(minute - MIN, hour), int(time.time() * 1000) + 1, 20)
         batch.sort(key=lambda t: t.exchange_time_ms)
+        # the second delivery repeats the first's last five trades: folded once, as queries count them
+        delivered = sent[-5:] + batch if n == 1 else batch
         sent += batch
-        live.on_batch(common_pb2.TradeBatch(instrument=BTC.to_proto(), trades=batch))
+        live.on_batch(common_pb2.TradeBatch(instrument=BTC.to_proto(), trades=delivered))
         updates.append(await _next(stream))
     assert [u.sequence for u in updates] == [first.sequence + 1, first.sequence + 2, first.sequence + 3]
     last = updates[-1]

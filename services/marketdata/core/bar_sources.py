@@ -287,39 +287,45 @@ class StorageSource:
         return out
 
 
+LiveTrade = tuple[int, str, str, bool]  # (exchange_time_ms, price, size, is_buy)
+
+
 class _LiveBook:
     """Trades of one instrument by minute, for the last few minutes, deduplicated by trade id; each
     minute's trades as (exchange_time_ms, price, size, is_buy) in arrival order.
 
     Held so that the garbage collector need not walk them: a full collection walks every tracked
-    container's items and stops the event loop meanwhile (a 47 ms pause in order-flow at 10k trades/s,
-    when a minute's trades sat in one list and their ids in a set). A dict of str keys and None values
-    stays untracked, and so does a tuple of tuples of atoms after its first collection; a minute is
-    then a short list of per-batch tuples.
+    container's items and stops the event loop meanwhile (a 47 ms pause in an analytics service at
+    10k trades/s, when a minute's trades sat in one list and their ids in a set). A dict of str keys
+    and None values stays untracked, and so does a tuple of tuples of atoms after its first collection;
+    a minute is then a short list of per-batch tuples.
     """
 
     __slots__ = ("continuous_from", "ids", "minutes")
 
     def __init__(self) -> None:
         self.continuous_from: int | None = None  # first minute the subscription saw whole
-        self.minutes: dict[int, list[tuple[tuple[int, str, str, bool], ...]]] = {}
+        self.minutes: dict[int, list[tuple[LiveTrade, ...]]] = {}
         self.ids: dict[int, dict[str, None]] = {}
 
-    def add(self, trades: Iterable[common_pb2.Trade]) -> None:
-        """Take a batch (the minute's ids and chunks are looked up once per run of one minute)."""
+    def add(self, trades: Iterable[common_pb2.Trade]) -> tuple[list[LiveTrade], list[str]]:
+        """Take a batch; the trades new to the book and their ids, in order (the minute's ids and
+        chunks are looked up once per run of one minute)."""
         current = -1
         ids: dict[str, None] = {}
-        run: list[tuple[int, str, str, bool]] = []
-        chunks: list[tuple[tuple[int, str, str, bool], ...]] = []
-        append = run.append
+        fresh: list[LiveTrade] = []
+        fresh_ids: list[str] = []
+        start = 0  # where the current minute's run begins in `fresh`
+        chunks: list[tuple[LiveTrade, ...]] = []
+        append, append_id = fresh.append, fresh_ids.append
         buy = common_pb2.SIDE_BUY
         for trade in trades:
             t = trade.exchange_time_ms
             minute = t - t % MINUTE_MS
             if minute != current:
-                if run:
-                    chunks.append(tuple(run))
-                    run.clear()
+                if len(fresh) > start:
+                    chunks.append(tuple(fresh[start:]))
+                    start = len(fresh)
                 current = minute
                 ids = self.ids.setdefault(minute, {})
                 chunks = self.minutes.setdefault(minute, [])
@@ -328,10 +334,12 @@ class _LiveBook:
                 continue
             ids[trade_id] = None
             append((t, trade.price, trade.size, trade.side == buy))
-        if run:
-            chunks.append(tuple(run))
+            append_id(trade_id)
+        if len(fresh) > start:
+            chunks.append(tuple(fresh[start:]))
+        return fresh, fresh_ids
 
-    def trades(self, minute: int) -> list[tuple[int, str, str, bool]]:
+    def trades(self, minute: int) -> list[LiveTrade]:
         return [trade for chunk in self.minutes.get(minute, ()) for trade in chunk]
 
     def prune(self, oldest_kept: int) -> None:
@@ -404,11 +412,17 @@ class LiveTrades:
         book = self._books.get(instrument)
         if book is None:
             return instrument
-        book.add(batch.trades)
+        fresh, ids = book.add(batch.trades)
         self.trades_seen += len(batch.trades)
         current = now_ms()
         book.prune(current - current % MINUTE_MS - (LIVE_MINUTES + 1) * MINUTE_MS)
+        if fresh:
+            self.on_trades(instrument, fresh, ids)
         return instrument
+
+    def on_trades(self, instrument: InstrumentId, trades: list[LiveTrade], ids: list[str]) -> None:
+        """The trades of a batch new to the live minutes (repeats dropped), and their ids: for
+        subclasses that fold them as they come."""
 
     async def feed_gaps(self, timeout_s: float = 1.0) -> list[common_pb2.TradeGap]:
         """The collector's recent trade gaps that are not repaired (best effort: [] when unreachable)."""

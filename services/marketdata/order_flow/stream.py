@@ -32,7 +32,7 @@ from marketdata.core.analytics.orderflow import (
     merge_bar,
     stacked_zones,
 )
-from marketdata.core.bar_sources import LiveTrades, now_ms
+from marketdata.core.bar_sources import LiveTrade, LiveTrades, now_ms
 from marketdata.core.composite import CompositeResolver, CompositeUnavailable
 from marketdata.core.instruments import InstrumentId
 from marketdata.order_flow.book import BookRows, BookWatch, refills
@@ -48,7 +48,6 @@ from marketdata.order_flow.compute import (
 from marketdata.order_flow.data import FlowData, LargeTradeRecord, minute_of
 from marketdata.order_flow.query import FlowQuery, echo
 from marketdata.v1 import collector_service_pb2 as collector_pb2
-from marketdata.v1 import common_pb2
 from marketdata.v1 import order_flow_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -58,23 +57,23 @@ QUEUE_SIZE = 10_000
 EPOCH = os.urandom(4).hex()  # distinguishes this service instance's cursors
 
 
+Listener = Callable[[InstrumentId, list[LiveTrade], list[str]], None]
+
+
 class FlowLiveTrades(LiveTrades):
-    """LiveTrades that also hands every batch to listeners, right after taking it in."""
+    """LiveTrades that also hands each batch's new trades to listeners, right after taking them in
+    (as the live minutes hold them: parsed once, repeats dropped, so streams and queries agree)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.listeners: list[Callable[[InstrumentId, common_pb2.TradeBatch], None]] = []
+        self.listeners: list[Listener] = []
 
-    def on_batch(self, batch: common_pb2.TradeBatch) -> InstrumentId | None:
-        instrument = super().on_batch(batch)
-        if instrument is None or not self.listeners:
-            return instrument
+    def on_trades(self, instrument: InstrumentId, trades: list[LiveTrade], ids: list[str]) -> None:
         for listener in list(self.listeners):
             try:
-                listener(instrument, batch)
+                listener(instrument, trades, ids)
             except Exception:
                 log.exception("order-flow stream update failed")
-        return instrument
 
 
 @functools.lru_cache(maxsize=1024)  # every update's cursor names its key: hash each key once
@@ -291,33 +290,26 @@ class Producer:
         state.imbalance_keys = set(state.builder.imbalances)
         return state
 
-    def _on_batch(self, instrument: InstrumentId, batch: common_pb2.TradeBatch) -> None:
+    def _on_batch(self, instrument: InstrumentId, trades: list[LiveTrade], ids: list[str]) -> None:
         if not self._wanted(instrument):
             return
         large: list[LargeTradeRecord] = []
         large_min = self.q.large_min
         deltas = self.deltas
         traded = self._traded.add
-        for trade in batch.trades:
-            at = trade.exchange_time_ms
+        for n, (at, price, size, is_buy) in enumerate(trades):
             bar = self.state.bar
             if at < bar.start_ms:
                 continue  # a late trade of a closed bar: storage has it
             if at >= bar.end_ms:
                 self._close_bar(at)
-            is_buy = trade.side == common_pb2.SIDE_BUY
-            signed = self.state.builder.add_trade(trade.price, trade.size, is_buy, at)
-            traded(trade.price)
+            signed = self.state.builder.add_trade(price, size, is_buy, at)
+            traded(price)
             minute = at - at % MINUTE_MS
             deltas[minute] = deltas.get(minute, 0) + signed
             if large_min and abs(signed) >= large_min:
-                large.append(
-                    LargeTradeRecord(
-                        instrument, trade.trade_id, at, trade.price, trade.size, is_buy, abs(signed)
-                    )
-                )
-        if batch.trades:
-            self.last_ids[instrument.key] = batch.trades[-1].trade_id
+                large.append(LargeTradeRecord(instrument, ids[n], at, price, size, is_buy, abs(signed)))
+        self.last_ids[instrument.key] = ids[-1]
         update = self._update()
         for record in large:
             update.new_large_trades.append(large_trade_proto(record))

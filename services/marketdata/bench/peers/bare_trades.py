@@ -10,7 +10,10 @@ import sys
 
 import aiohttp
 import orjson
-from window import TradeWindow  # this directory: the scripts run as files, under another interpreter
+from window import (  # this directory: the scripts run as files, under another interpreter
+    TradeWindow,
+    new_event_loop,
+)
 
 
 async def run(url: str, exchange: str, warmup: float, seconds: float) -> TradeWindow:
@@ -44,7 +47,8 @@ async def run(url: str, exchange: str, warmup: float, seconds: float) -> TradeWi
 
 
 def main() -> None:
-    window = asyncio.run(run(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        window = runner.run(run(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
     print(window.report(), flush=True)
 
 

@@ -12,7 +12,10 @@ import sys
 from typing import Any
 
 import ccxt.pro as ccxtpro
-from window import TradeWindow  # this directory: the scripts run as files, under another interpreter
+from window import (  # this directory: the scripts run as files, under another interpreter
+    TradeWindow,
+    new_event_loop,
+)
 
 
 def _client(address: str, exchange: str, cafile: str) -> tuple[Any, str]:
@@ -55,7 +58,8 @@ async def run(address: str, exchange: str, warmup: float, seconds: float, cafile
 
 def main() -> None:
     address, exchange = sys.argv[1], sys.argv[2]
-    window = asyncio.run(run(address, exchange, float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        window = runner.run(run(address, exchange, float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]))
     print(window.report(), flush=True)
 
 

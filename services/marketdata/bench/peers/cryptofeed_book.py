@@ -27,6 +27,7 @@ from cryptofeed.defines import ASK, BID, L2_BOOK  # type: ignore[import-not-foun
 from cryptofeed.exchanges import Binance, BinanceFutures  # type: ignore[import-not-found]
 from cryptofeed.symbols import Symbols  # type: ignore[import-not-found]
 from recording import best_of, load_depth  # type: ignore[import-not-found]  # a sibling: this runs as a file
+from window import new_event_loop  # type: ignore[import-not-found]  # a sibling too
 
 QUOTES = ("USDT", "BUSD", "USDC", "BTC", "ETH", "BNB", "EUR")
 
@@ -68,7 +69,7 @@ def main() -> None:
 
     feed = build_feed(market == "futures", sorted(snapshots), snapshots, on_book)
 
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()  # the collector's (cryptofeed runs on the loop it is given)
     asyncio.set_event_loop(loop)
 
     async def timed_pass() -> tuple[float, float, int]:

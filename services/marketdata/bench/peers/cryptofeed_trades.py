@@ -15,7 +15,10 @@ from cryptofeed import FeedHandler
 from cryptofeed.connection import RestEndpoint, Routes, WebsocketEndpoint
 from cryptofeed.defines import FUTURES, PERPETUAL, TRADES
 from cryptofeed.exchanges import Binance, Bybit
-from window import TradeWindow  # this directory: the scripts run as files, under another interpreter
+from window import (  # this directory: the scripts run as files, under another interpreter
+    TradeWindow,
+    new_event_loop,
+)
 
 
 def main() -> None:
@@ -45,7 +48,7 @@ def main() -> None:
         ]
         feed_class, symbol = Bybit, "BTC-USDT-PERP"
     window = TradeWindow("cryptofeed", warmup, seconds)
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()  # the collector's (cryptofeed runs on the loop it is given)
     asyncio.set_event_loop(loop)
 
     # Consecutive ids from the firehose show loss and duplicates: Binance aggregate ids, Bybit `seq`.

@@ -6,8 +6,23 @@ runs them (the peer virtualenv's for cryptofeed and ccxt).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the marketdata processes run on (MARKETDATA_EVENT_LOOP: uvloop by default), so
+    every client is measured on the same one; asyncio's own where uvloop is not installed."""
+    if os.environ.get("MARKETDATA_EVENT_LOOP", "uvloop").strip().lower() == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 class TradeWindow:
