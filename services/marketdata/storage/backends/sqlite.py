@@ -465,8 +465,7 @@ class SqliteBackend(TradeCounting):
             return result
         touched: dict[tuple[int, int, int], _Touched] = {}
         minute_now = now_ms - now_ms % MINUTE_MS
-        try:
-            self._begin()
+        with self._transaction(touched, "commit"):
             trade_stats: dict[int, _Stat] = {}
             for index, write, tick in valid:
                 instrument = write.instrument
@@ -511,13 +510,6 @@ class SqliteBackend(TradeCounting):
             for (inst_id, resolution), stat in bar_stats.items():
                 self._bump_stat(_BAR_TABLE[resolution], inst_id, stat)
             self._w.execute("INSERT OR REPLACE INTO meta VALUES('next_seq', ?)", (self._next_seq,))
-            self._commit()
-        except sqlite3.Error as exc:
-            self._forget(touched)
-            raise StoreUnavailable(f"commit failed: {exc}") from exc
-        except BaseException:
-            self._forget(touched)
-            raise
         for (_, resolution, start), entry in touched.items():
             if start < minute_now and entry.payload:  # (a deferred 1h bar has none yet)
                 result.changed_bars.append(
@@ -603,8 +595,7 @@ class SqliteBackend(TradeCounting):
         if not self._deferred and not self._stale_hours:
             return []
         touched = dict(self._deferred)
-        try:
-            self._begin()
+        with self._transaction(touched, "commit"):
             for key in list(self._stale_hours):
                 inst_id, _, start = key
                 instrument = self._inst_keys.get(inst_id)
@@ -615,13 +606,6 @@ class SqliteBackend(TradeCounting):
                 self._rebuild_hour(key, touched[key])
             for (inst_id, resolution), stat in self._save_bars(touched).items():
                 self._bump_stat(_BAR_TABLE[resolution], inst_id, stat)
-            self._commit()
-        except sqlite3.Error as exc:
-            self._forget(touched)
-            raise StoreUnavailable(f"commit failed: {exc}") from exc
-        except BaseException:
-            self._forget(touched)
-            raise
         minute_now = now_ms - now_ms % MINUTE_MS
         return [
             ChangedBar(e.instrument, RES_1H, start, e.bar.version, e.payload)
@@ -668,6 +652,21 @@ class SqliteBackend(TradeCounting):
             entry.bar = self._bars[key] = merged
         else:
             bar.recompute(self._raw_trades(inst_id, hour, hour + HOUR_MS))
+
+    @contextlib.contextmanager
+    def _transaction(self, touched: dict[tuple[int, int, int], _Touched], what: str) -> Iterator[None]:
+        """One write transaction changing bars: committed at the end; on any failure rolled back, the
+        bars it changed dropped from the cache (_forget), and a store error raised as StoreUnavailable."""
+        try:
+            self._begin()
+            yield
+            self._commit()
+        except sqlite3.Error as exc:
+            self._forget(touched)
+            raise StoreUnavailable(f"{what} failed: {exc}") from exc
+        except BaseException:
+            self._forget(touched)
+            raise
 
     def _forget(self, touched: dict[tuple[int, int, int], _Touched]) -> None:
         """After a failed transaction: roll back, and drop the cached bars it changed (a deferred 1h bar
@@ -885,8 +884,7 @@ class SqliteBackend(TradeCounting):
             return 0
         table = _BAR_TABLE[resolution]
         touched: dict[tuple[int, int, int], _Touched] = {}
-        try:
-            self._begin()
+        with self._transaction(touched, "commit"):
             inst_id = self._inst_id(instrument, "")
             for payload in bars:
                 incoming = Bar.decode(payload)
@@ -907,13 +905,6 @@ class SqliteBackend(TradeCounting):
                 entry.bar.merge(incoming)
             for (inst_id, res), stat in self._save_bars(touched).items():
                 self._bump_stat(_BAR_TABLE[res], inst_id, stat)
-            self._commit()
-        except sqlite3.Error as exc:
-            self._forget(touched)
-            raise StoreUnavailable(f"commit failed: {exc}") from exc
-        except BaseException:
-            self._forget(touched)
-            raise
         return len(touched)
 
     # --- stats, health -----------------------------------------------------------------------------
@@ -1047,8 +1038,7 @@ class SqliteBackend(TradeCounting):
             raise InvalidBatch(f"tick_size: unknown for {instrument.key}")
         validate_tick(tick)
         touched: dict[tuple[int, int, int], _Touched] = {}
-        try:
-            self._begin()
+        with self._transaction(touched, "restore"):
             inst_id = self._inst_id(instrument, "" if instrument in self._ticks else tick)
             inserted, size = self._insert_trades(inst_id, trades)
             kept: set[tuple[int, int]] = set()  # (resolution, start) of bars that hold these trades already
@@ -1077,13 +1067,6 @@ class SqliteBackend(TradeCounting):
                 self._bump_stat(_BAR_TABLE[res], i, bar_stat)
             self._bump_stat("trades", inst_id, stat)
             self._w.execute("INSERT OR REPLACE INTO meta VALUES('next_seq', ?)", (self._next_seq,))
-            self._commit()
-        except sqlite3.Error as exc:
-            self._forget(touched)
-            raise StoreUnavailable(f"restore failed: {exc}") from exc
-        except BaseException:
-            self._forget(touched)
-            raise
         for inst, resolution, start in touched:
             created[resolution].add((inst, start))
 
